@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Builds, without a registry, an OCI image-layout tar of a busybox image named
+# localhost/autokill/busybox:latest from Debian's busybox-static.
+#   usage: hack/build-image.sh [OUT.tar]
+# The result is cached at $AUTOKILL_CACHE/images/busybox.tar (default cache /var/cache/autokill);
+# OUT.tar (if given) is a copy of it. The build is reproducible: same package, same digests.
+# Set AUTOKILL_REBUILD_IMAGE=1 to rebuild the cached tar.
+set -euo pipefail
+
+IMAGE_NAME=localhost/autokill/busybox:latest
+CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
+CACHED=$CACHE/images/busybox.tar
+OUT=${1:-$CACHED}
+
+log() { printf '[image] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+copy_out() {
+	if [ "$(realpath -m "$OUT")" != "$(realpath -m "$CACHED")" ]; then
+		mkdir -p "$(dirname "$OUT")"
+		cp "$CACHED" "$OUT.tmp.$$" && mv "$OUT.tmp.$$" "$OUT"
+	fi
+	log "image $IMAGE_NAME: $OUT"
+}
+
+if [ -s "$CACHED" ] && [ "${AUTOKILL_REBUILD_IMAGE:-0}" != 1 ]; then
+	copy_out
+	exit 0
+fi
+
+for t in apt-get dpkg tar gzip sha256sum; do command -v $t >/dev/null || die "$t not found"; done
+
+WORK=$(mktemp -d /tmp/autokill-image.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+
+# --- rootfs ------------------------------------------------------------------
+# apt-get download runs as the _apt user when it can; give it a directory it may write to.
+mkdir -p deb && chmod 0777 deb
+(cd deb && apt-get download -q busybox-static >/dev/null 2>&1) || {
+	apt-get update -qq && (cd deb && apt-get download -q busybox-static >/dev/null)
+}
+DEB=$(ls deb/busybox-static_*.deb)
+log "using $(basename "$DEB")"
+dpkg -x "$DEB" pkg
+[ -x pkg/bin/busybox ] || die "no bin/busybox in $DEB"
+
+ARCH=$(dpkg --print-architecture)
+R=rootfs
+mkdir -p $R/bin $R/etc $R/dev $R/proc $R/sys $R/tmp $R/run $R/root $R/usr/bin $R/usr/sbin $R/sbin
+cp pkg/bin/busybox $R/bin/busybox
+chmod 0755 $R/bin/busybox
+for a in $(pkg/bin/busybox --list); do
+	[ "$a" = busybox ] && continue
+	ln -s busybox "$R/bin/$a"
+done
+cat >$R/etc/passwd <<'P'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+P
+cat >$R/etc/group <<'G'
+root:x:0:
+nogroup:x:65534:
+G
+chmod 0644 $R/etc/passwd $R/etc/group
+chmod 0755 $R $R/bin $R/etc $R/dev $R/proc $R/sys $R/run $R/usr $R/usr/bin $R/usr/sbin $R/sbin
+chmod 0700 $R/root
+chmod 1777 $R/tmp
+
+# --- layer: reproducible tar (sorted names, mtime 0, uid/gid 0) ---------------
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
+	-C $R -cf layer.tar .
+DIFF_ID=$(sha256sum layer.tar | cut -d' ' -f1)
+gzip -n -9 layer.tar
+LAYER=$(sha256sum layer.tar.gz | cut -d' ' -f1)
+LAYER_SIZE=$(stat -c %s layer.tar.gz)
+
+mkdir -p oci/blobs/sha256
+mv layer.tar.gz "oci/blobs/sha256/$LAYER"
+
+# blob FILE -> prints digest hex; moves FILE into blobs
+blob() {
+	local d
+	d=$(sha256sum "$1" | cut -d' ' -f1)
+	mv "$1" "oci/blobs/sha256/$d"
+	echo "$d"
+}
+
+printf '%s' '{"architecture":"'"$ARCH"'","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$DIFF_ID"'"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"hack/build-image.sh: Debian busybox-static"}]}' >config.json
+CONFIG_SIZE=$(stat -c %s config.json)
+CONFIG=$(blob config.json)
+
+printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$CONFIG"'","size":'"$CONFIG_SIZE"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$LAYER"'","size":'"$LAYER_SIZE"'}]}' >manifest.json
+MANIFEST_SIZE=$(stat -c %s manifest.json)
+MANIFEST=$(blob manifest.json)
+
+printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$MANIFEST"'","size":'"$MANIFEST_SIZE"',"platform":{"architecture":"'"$ARCH"'","os":"linux"},"annotations":{"io.containerd.image.name":"'"$IMAGE_NAME"'","org.opencontainers.image.ref.name":"latest"}}]}' >oci/index.json
+printf '%s' '{"imageLayoutVersion":"1.0.0"}' >oci/oci-layout
+
+# The outer tar is reproducible too.
+find oci -exec touch -h -d @0 {} +
+mkdir -p "$(dirname "$CACHED")"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
+	-C oci -cf "$CACHED.tmp.$$" oci-layout index.json blobs
+mv "$CACHED.tmp.$$" "$CACHED"
+log "built manifest sha256:$MANIFEST (layer sha256:$LAYER, diff_id sha256:$DIFF_ID)"
+copy_out

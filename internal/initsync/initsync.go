@@ -1,0 +1,178 @@
+// Package initsync is the protocol between the shim daemon and the setup face
+// of a container's init, over one SOCK_SEQPACKET socketpair (fd 3 in the
+// child). Each message is one packet holding one JSON object.
+//
+//	daemon                              setup face (pid 1 of the container)
+//	  SendPlan(plan)  ───────────────▶  RecvPlan
+//	                                     rootfs, mounts, devices, pivot_root, ...
+//	  RecvReady       ◀───────────────  Ready()          or Fail(err)
+//	  SendStart       ───────────────▶  RecvStart
+//	                                     execve(entrypoint)
+//	  RecvExec        ◀───────────────  EOF: the socket is CLOEXEC, exec worked
+//	                                     or Fail(err): exec failed
+//
+// A Fail message may replace any message the setup face sends. The daemon
+// treats EOF before Ready as a setup failure (the child died).
+package initsync
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// ChildFd is the fd number of the socket in the setup face.
+const ChildFd = 3
+
+// maxPacket bounds one message; a plan is a few KiB.
+const maxPacket = 1 << 20
+
+type kind string
+
+const (
+	kindPlan  kind = "plan"
+	kindReady kind = "ready"
+	kindStart kind = "start"
+	kindFail  kind = "fail"
+)
+
+type message struct {
+	Kind  kind            `json:"kind"`
+	Plan  json.RawMessage `json:"plan,omitempty"`
+	Error string          `json:"error,omitempty"`
+}
+
+// ErrClosed is returned when the peer closed the socket.
+var ErrClosed = errors.New("initsync: peer closed the socket")
+
+// ChildError is a failure the setup face reported.
+type ChildError struct{ Msg string }
+
+func (e *ChildError) Error() string { return e.Msg }
+
+// Conn is one end of the socketpair.
+type Conn struct{ f *os.File }
+
+// NewPair returns the daemon's end and the child's end, both CLOEXEC.
+func NewPair() (parent, child *Conn, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	return &Conn{os.NewFile(uintptr(fds[0]), "initsync-parent")},
+		&Conn{os.NewFile(uintptr(fds[1]), "initsync-child")}, nil
+}
+
+// FromFd wraps the setup face's inherited socket.
+func FromFd(fd int) *Conn { return &Conn{os.NewFile(uintptr(fd), "initsync")} }
+
+// File exposes the socket, for passing it to the child.
+func (c *Conn) File() *os.File { return c.f }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.f.Close() }
+
+func (c *Conn) send(m message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxPacket {
+		return fmt.Errorf("initsync: %s message of %d bytes is too large", m.Kind, len(b))
+	}
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		_, werr = unix.Write(int(fd), b)
+		return werr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if werr != nil {
+		return fmt.Errorf("initsync: send %s: %w", m.Kind, werr)
+	}
+	return nil
+}
+
+func (c *Conn) recv() (message, error) {
+	buf := make([]byte, maxPacket)
+	n, err := c.f.Read(buf)
+	if err == io.EOF || (err == nil && n == 0) {
+		return message{}, ErrClosed
+	}
+	if err != nil {
+		return message{}, fmt.Errorf("initsync: recv: %w", err)
+	}
+	var m message
+	if err := json.Unmarshal(buf[:n], &m); err != nil {
+		return message{}, fmt.Errorf("initsync: bad message: %w", err)
+	}
+	if m.Kind == kindFail {
+		return m, &ChildError{Msg: m.Error}
+	}
+	return m, nil
+}
+
+func (c *Conn) expect(k kind) (message, error) {
+	m, err := c.recv()
+	if err != nil {
+		return m, err
+	}
+	if m.Kind != k {
+		return m, fmt.Errorf("initsync: got %q, want %q", m.Kind, k)
+	}
+	return m, nil
+}
+
+// SendPlan sends the plan (any JSON-encodable value) to the setup face.
+func (c *Conn) SendPlan(plan any) error {
+	b, err := json.Marshal(plan)
+	if err != nil {
+		return fmt.Errorf("initsync: encode plan: %w", err)
+	}
+	return c.send(message{Kind: kindPlan, Plan: b})
+}
+
+// RecvPlan decodes the plan into v.
+func (c *Conn) RecvPlan(v any) error {
+	m, err := c.expect(kindPlan)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(m.Plan, v)
+}
+
+// Ready tells the daemon that setup is done and the init waits for start.
+func (c *Conn) Ready() error { return c.send(message{Kind: kindReady}) }
+
+// RecvReady waits for Ready; a *ChildError carries the setup face's failure.
+func (c *Conn) RecvReady() error { _, err := c.expect(kindReady); return err }
+
+// SendStart tells the setup face to exec the entrypoint.
+func (c *Conn) SendStart() error { return c.send(message{Kind: kindStart}) }
+
+// RecvStart waits for SendStart.
+func (c *Conn) RecvStart() error { _, err := c.expect(kindStart); return err }
+
+// RecvExec waits for the outcome of the exec: nil when the socket closed
+// because exec succeeded, a *ChildError when the setup face reported failure.
+func (c *Conn) RecvExec() error {
+	m, err := c.recv()
+	if err == ErrClosed {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("initsync: unexpected %q after start", m.Kind)
+}
+
+// Fail reports err to the daemon.
+func (c *Conn) Fail(err error) error { return c.send(message{Kind: kindFail, Error: err.Error()}) }
