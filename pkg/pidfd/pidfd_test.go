@@ -1,0 +1,212 @@
+package pidfd
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// kernelHasAutokill decides from the kernel version alone, independently of
+// Probe, so that a broken probe fails the tests instead of skipping them.
+func kernelHasAutokill(t *testing.T) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	parts := strings.SplitN(rel, ".", 3)
+	major, _ := strconv.Atoi(parts[0])
+	minor := 0
+	if len(parts) > 1 {
+		minor, _ = strconv.Atoi(parts[1])
+	}
+	return major > 7 || (major == 7 && minor >= 1)
+}
+
+func requireNative(t *testing.T) {
+	t.Helper()
+	if !Probe().Native {
+		if kernelHasAutokill(t) {
+			t.Fatalf("kernel has CLONE_PIDFD_AUTOKILL but Probe says: %s", Probe().Reason)
+		}
+		t.Skipf("needs Linux 7.1+ (CLONE_AUTOREAP, CLONE_PIDFD_AUTOKILL): %s", Probe().Reason)
+	}
+}
+
+func TestProbeMatchesKernel(t *testing.T) {
+	m := Probe()
+	t.Logf("mode %s: %s", m.Name(), m.Reason)
+	if m.Native != kernelHasAutokill(t) {
+		t.Fatalf("Probe native=%v on a kernel where the flags exist=%v", m.Native, kernelHasAutokill(t))
+	}
+	if m.Reason == "" {
+		t.Fatal("empty reason")
+	}
+}
+
+type child struct {
+	p    *Process
+	sync *os.File
+	out  *os.File
+}
+
+func spawn(t *testing.T, args ...string) *child {
+	t.Helper()
+	exe, err := os.OpenFile(args[0], unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exe.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, childEnd := os.NewFile(uintptr(fds[0]), "p"), os.NewFile(uintptr(fds[1]), "c")
+	defer childEnd.Close()
+	p, err := Spawn(&SpawnAttr{
+		Exe: exe, Args: args, Env: []string{"PATH=/usr/bin:/bin"},
+		Stdio: [3]*os.File{null, w, w}, Sync: childEnd,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{p: p, sync: parent, out: r}
+	t.Cleanup(func() {
+		_ = p.Signal(unix.SIGKILL)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = p.Wait(ctx)
+		p.Close()
+		parent.Close()
+		r.Close()
+	})
+	return c
+}
+
+func wait(t *testing.T, p *Process) Exit {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e, err := p.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func assertGone(t *testing.T, pid int) {
+	t.Helper()
+	// Neither running nor a zombie: the pid has no /proc entry at all.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still exists: %s", pid, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	c := spawn(t, "/bin/sh", "-c", "exit 3")
+	e := wait(t, c.p)
+	if e.Status != 3 || e.Signal != 0 {
+		t.Fatalf("exit = %+v, want status 3", e)
+	}
+	assertGone(t, c.p.Pid())
+}
+
+func TestSignalDeath(t *testing.T) {
+	c := spawn(t, "/bin/sleep", "100")
+	if err := c.p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e := wait(t, c.p)
+	if e.Status != 143 || e.Signal != syscall.SIGTERM {
+		t.Fatalf("exit = %+v, want 143 (SIGTERM)", e)
+	}
+	assertGone(t, c.p.Pid())
+	if err := c.p.Signal(syscall.SIGTERM); !errors.Is(err, ErrExited) {
+		t.Fatalf("signal after exit: %v, want ErrExited", err)
+	}
+}
+
+// The child must see exactly fds 0-3: no copy of any pidfd (autokill) and
+// nothing else of the daemon's may cross the execve.
+func TestChildFds(t *testing.T) {
+	// Keep an extra non-CLOEXEC fd open in this process to prove it does
+	// not leak either.
+	leak, err := unix.Open("/dev/null", unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(leak)
+	other := spawn(t, "/bin/sleep", "100") // a live pidfd in this process
+	_ = other
+	c := spawn(t, "/bin/sh", "-c", "ls /proc/$$/fd")
+	e := wait(t, c.p)
+	if e.Status != 0 {
+		t.Fatalf("exit %+v", e)
+	}
+	buf := make([]byte, 4096)
+	n, _ := c.out.Read(buf)
+	got := strings.Fields(string(buf[:n]))
+	want := []string{"0", "1", "2", "3"}
+	// ls itself may hold one more fd for reading the directory.
+	if len(got) < 4 || strings.Join(got[:4], " ") != strings.Join(want, " ") || len(got) > 5 {
+		t.Fatalf("child fds = %v, want %v (plus ls's own)", got, want)
+	}
+}
+
+func TestAutokillOnClose(t *testing.T) {
+	requireNative(t)
+	c := spawn(t, "/bin/sleep", "100")
+	pid := c.p.Pid()
+	// A pidfd_open() pidfd is a different file: it must neither keep the
+	// child alive nor kill it.
+	other, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(other)
+	time.Sleep(100 * time.Millisecond)
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+		t.Fatalf("child died early: %v", err)
+	}
+	c.p.Close()
+	assertGone(t, pid)
+}
+
+func TestFallbackReapsWithWaitid(t *testing.T) {
+	if Probe().Native {
+		t.Skip("native mode: the kernel autoreaps; covered by TestExitCode")
+	}
+	c := spawn(t, "/bin/sh", "-c", "exit 7")
+	// Until waitid runs the child is a zombie of ours: the watcher must
+	// collect it.
+	e := wait(t, c.p)
+	if e.Status != 7 {
+		t.Fatalf("exit %+v", e)
+	}
+	assertGone(t, c.p.Pid())
+}

@@ -1,0 +1,200 @@
+package pidfd
+
+/*
+#include <stdlib.h>
+#include "spawn_linux.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// cloneIntoCgroup is CLONE_INTO_CGROUP (Linux 5.7).
+const cloneIntoCgroup = 0x200000000
+
+// SpawnAttr describes the child clone3 creates.
+type SpawnAttr struct {
+	// Exe is executed with execveat(AT_EMPTY_PATH); it may be an O_PATH fd.
+	Exe *os.File
+	// Args and Env of the child.
+	Args []string
+	Env  []string
+	// Cloneflags are the CLONE_NEW* flags of namespaces to create.
+	Cloneflags uint64
+	// Setns are namespace fds the child joins before exec (not pid: see PidNS).
+	Setns []*os.File
+	// PidNS, when set, is a pid namespace the child is created in.
+	PidNS *os.File
+	// Cgroup, when set, is a cgroup v2 directory the child starts in.
+	Cgroup *os.File
+	// Stdio become the child's fds 0, 1 and 2, Sync its fd 3.
+	Stdio [3]*os.File
+	Sync  *os.File
+}
+
+// ErrSpawn wraps a failed clone3.
+var ErrSpawn = errors.New("clone3 failed")
+
+// spawner runs every clone3 on one OS thread that never exits: in fallback
+// mode PR_SET_PDEATHSIG fires when the *thread* that created the child exits,
+// and joining a pid namespace changes that thread's pid_for_children.
+type spawnReq struct {
+	attr  *SpawnAttr
+	mode  Mode
+	probe uint64
+	reply chan spawnResult
+}
+
+type spawnResult struct {
+	p   *Process
+	err error
+}
+
+var (
+	spawnCh    = make(chan spawnReq)
+	startSpawn = sync.OnceFunc(func() { go spawnLoop() })
+)
+
+func spawnLoop() {
+	runtime.LockOSThread()
+	// Never unlocked: the thread must outlive every child it creates.
+	var ownPidNS *os.File
+	for req := range spawnCh {
+		if req.probe != 0 {
+			req.reply <- spawnResult{err: probeClone(req.probe)}
+			continue
+		}
+		if req.attr.PidNS != nil && ownPidNS == nil {
+			f, err := os.Open("/proc/thread-self/ns/pid")
+			if err != nil {
+				req.reply <- spawnResult{err: fmt.Errorf("open own pid namespace: %w", err)}
+				continue
+			}
+			ownPidNS = f
+		}
+		p, err := spawnLocked(req.attr, req.mode, ownPidNS)
+		req.reply <- spawnResult{p, err}
+	}
+}
+
+// Spawn creates the child with clone3. In native mode its pidfd is the
+// autokill one: closing the returned Process's last reference kills it.
+func Spawn(attr *SpawnAttr) (*Process, error) {
+	mode := Probe()
+	startSpawn()
+	reply := make(chan spawnResult, 1)
+	spawnCh <- spawnReq{attr: attr, mode: mode, reply: reply}
+	r := <-reply
+	return r.p, r.err
+}
+
+func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error) {
+	if attr.PidNS != nil {
+		if err := unix.Setns(int(attr.PidNS.Fd()), unix.CLONE_NEWPID); err != nil {
+			return nil, fmt.Errorf("join pid namespace: %w", os.NewSyscallError("setns", err))
+		}
+		defer func() {
+			if err := unix.Setns(int(ownPidNS.Fd()), unix.CLONE_NEWPID); err != nil {
+				// A spawner thread stuck in a container's pid namespace
+				// would create every later container inside it.
+				panic(fmt.Sprintf("pidfd: cannot return the spawner thread to its pid namespace: %v", err))
+			}
+		}()
+	}
+
+	var s C.struct_ak_spawn
+	s.flags = C.uint64_t(unix.CLONE_PIDFD | attr.Cloneflags)
+	if mode.Native {
+		s.flags |= C.uint64_t(unix.CLONE_AUTOREAP | unix.CLONE_PIDFD_AUTOKILL)
+	} else {
+		s.pdeathsig = C.int(unix.SIGKILL)
+	}
+	s.cgroup_fd = -1
+	if attr.Cgroup != nil {
+		s.flags |= cloneIntoCgroup
+		s.cgroup_fd = C.int(attr.Cgroup.Fd())
+	}
+	s.exe_fd = C.int(attr.Exe.Fd())
+	for i, f := range attr.Stdio {
+		s.stdio[i] = C.int(f.Fd())
+	}
+	s.sync_fd = C.int(attr.Sync.Fd())
+
+	argv := cStrings(attr.Args)
+	defer freeCStrings(argv)
+	envp := cStrings(attr.Env)
+	defer freeCStrings(envp)
+	s.argv = &argv[0]
+	s.envp = &envp[0]
+
+	var nsfds *C.int
+	if n := len(attr.Setns); n > 0 {
+		nsfds = (*C.int)(C.malloc(C.size_t(n) * C.size_t(unsafe.Sizeof(C.int(0)))))
+		defer C.free(unsafe.Pointer(nsfds))
+		arr := unsafe.Slice(nsfds, n)
+		for i, f := range attr.Setns {
+			arr[i] = C.int(f.Fd())
+		}
+		s.ns_fds = nsfds
+		s.n_ns = C.int(n)
+	}
+
+	var fd, cerr C.int
+	pid := C.ak_spawn(&s, &fd, &cerr)
+	runtime.KeepAlive(attr)
+	if pid < 0 {
+		return nil, fmt.Errorf("%w: %w", ErrSpawn, os.NewSyscallError("clone3", unix.Errno(cerr)))
+	}
+	return newProcess(int(pid), int(fd), mode)
+}
+
+// probeClone asks clone3 for flags with a child that exits at once.
+func probeClone(flags uint64) error {
+	var s C.struct_ak_spawn
+	s.flags = C.uint64_t(flags)
+	s.cgroup_fd = -1
+	s.probe = 1
+	var fd, cerr C.int
+	pid := C.ak_spawn(&s, &fd, &cerr)
+	if pid < 0 {
+		return os.NewSyscallError("clone3", unix.Errno(cerr))
+	}
+	if flags&unix.CLONE_PIDFD != 0 {
+		// In native mode closing the autokill pidfd is all the cleanup the
+		// autoreaped child needs.
+		if flags&unix.CLONE_AUTOREAP == 0 {
+			var info unix.Siginfo
+			_ = unix.Waitid(pPidfd, int(fd), &info, unix.WEXITED|wALL, nil)
+		}
+		unix.Close(int(fd))
+	}
+	return nil
+}
+
+// cStrings builds a NULL-terminated array in C memory: cgo forbids passing
+// Go memory that holds pointers.
+func cStrings(ss []string) []*C.char {
+	p := (**C.char)(C.calloc(C.size_t(len(ss)+1), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+	out := unsafe.Slice(p, len(ss)+1)
+	for i, s := range ss {
+		out[i] = C.CString(s)
+	}
+	return out
+}
+
+func freeCStrings(cs []*C.char) {
+	for _, c := range cs {
+		if c != nil {
+			C.free(unsafe.Pointer(c))
+		}
+	}
+	C.free(unsafe.Pointer(&cs[0]))
+}

@@ -1,0 +1,114 @@
+// The clone3 trampoline. Go's fork path always sets exit_signal = SIGCHLD and
+// cannot pass CLONE_PIDFD_AUTOKILL, so the container's init is created here.
+// The child of a multithreaded process may only make async-signal-safe calls:
+// everything between clone3 and execveat is a raw system call.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sched.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/sched.h>
+#include "spawn_linux.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+struct ak_clone_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+	    set_tid_size, cgroup;
+};
+
+// High enough to be above every fd the child must place at 0..3.
+#define AK_SCRATCH_FD 64
+
+static void child_fail(int sync_fd, const char *what, int err) {
+	// The daemon reads initsync messages on sync_fd: report in that format
+	// so a failure here reads like any other setup failure.
+	char buf[256];
+	size_t n = 0;
+	const char *pre = "{\"kind\":\"fail\",\"error\":\"clone3 child: ";
+	for (const char *p = pre; *p && n < 200; p++) buf[n++] = *p;
+	for (const char *p = what; *p && n < 230; p++) buf[n++] = *p;
+	const char *mid = ": errno ";
+	for (const char *p = mid; *p && n < 240; p++) buf[n++] = *p;
+	char digits[12];
+	int d = 0;
+	unsigned v = (unsigned)err;
+	do { digits[d++] = '0' + v % 10; v /= 10; } while (v && d < 11);
+	while (d > 0 && n < 252) buf[n++] = digits[--d];
+	buf[n++] = '"';
+	buf[n++] = '}';
+	if (sync_fd >= 0) syscall(SYS_write, sync_fd, buf, n);
+	syscall(SYS_exit_group, 127);
+}
+
+static void child(const struct ak_spawn *s) {
+	int i;
+	// Go's handlers are meaningless here and must not run; the container
+	// starts with every disposition at its default (SIGPIPE included).
+	struct sigaction dfl;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	for (i = 1; i < 65; i++) {
+		if (i == SIGKILL || i == SIGSTOP) continue;
+		syscall(SYS_rt_sigaction, i, &dfl, NULL, 8);
+	}
+	if (s->probe) syscall(SYS_exit_group, 0);
+
+	if (s->pdeathsig) {
+		// Fallback containment: the daemon's spawner thread never exits,
+		// so this fires only when the daemon dies.
+		if (syscall(SYS_prctl, PR_SET_PDEATHSIG, s->pdeathsig, 0, 0, 0) < 0)
+			child_fail(s->sync_fd, "prctl(PR_SET_PDEATHSIG)", errno);
+	}
+	for (i = 0; i < s->n_ns; i++) {
+		if (syscall(SYS_setns, s->ns_fds[i], 0) < 0) child_fail(s->sync_fd, "setns", errno);
+	}
+	// Move every fd to be placed out of the 0..3 range first, so a source
+	// that already sits on a target number is not clobbered.
+	int src[4] = {s->stdio[0], s->stdio[1], s->stdio[2], s->sync_fd};
+	int tmp[4];
+	for (i = 0; i < 4; i++) {
+		tmp[i] = syscall(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, AK_SCRATCH_FD);
+		if (tmp[i] < 0) child_fail(s->sync_fd, "fcntl(F_DUPFD_CLOEXEC)", errno);
+	}
+	for (i = 0; i < 4; i++) {
+		if (syscall(SYS_dup3, tmp[i], i, 0) < 0) child_fail(s->sync_fd, "dup3", errno);
+	}
+	// Nothing else may cross execve, whatever a library opened without
+	// O_CLOEXEC: above all not a copy of an autokill pidfd.
+	if (syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		child_fail(3, "close_range", errno);
+	sigset_t none;
+	sigemptyset(&none);
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+	syscall(SYS_execveat, s->exe_fd, "", s->argv, s->envp, AT_EMPTY_PATH);
+	child_fail(3, "execveat", errno);
+}
+
+int ak_spawn(const struct ak_spawn *s, int *pidfd, int *err) {
+	struct ak_clone_args args;
+	memset(&args, 0, sizeof(args));
+	*pidfd = -1;
+	args.flags = s->flags;
+	args.pidfd = (uint64_t)(uintptr_t)pidfd;
+	args.exit_signal = 0;
+	args.cgroup = (uint64_t)(s->cgroup_fd >= 0 ? s->cgroup_fd : 0);
+
+	// Block signals so no Go handler runs in the child before it resets them.
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	long pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0) child(s);
+	int saved = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	*err = pid < 0 ? saved : 0;
+	return (int)pid;
+}

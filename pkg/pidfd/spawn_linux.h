@@ -1,0 +1,17 @@
+#include <stdint.h>
+
+struct ak_spawn {
+	uint64_t flags;      // clone3 flags, CLONE_PIDFD included
+	int cgroup_fd;       // for CLONE_INTO_CGROUP, else -1
+	int exe_fd;          // what the child execveat()s
+	char *const *argv;
+	char *const *envp;
+	const int *ns_fds;   // namespaces to setns() into
+	int n_ns;
+	int stdio[3];        // become 0, 1, 2
+	int sync_fd;         // becomes 3
+	int pdeathsig;       // 0 or the signal for PR_SET_PDEATHSIG
+	int probe;           // child exits at once: feature probe
+};
+
+int ak_spawn(const struct ak_spawn *s, int *pidfd, int *err);
