@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,15 +45,43 @@ type message struct {
 	Kind  kind            `json:"kind"`
 	Plan  json.RawMessage `json:"plan,omitempty"`
 	Error string          `json:"error,omitempty"`
+	Code  string          `json:"code,omitempty"`
+}
+
+// codes carries the errdefs class of a setup failure across the socket, so
+// that containerd gets InvalidArgument for a hostile bundle and NotFound for a
+// missing entrypoint rather than Unknown.
+var codes = []struct {
+	name string
+	err  error
+}{
+	{"invalid-argument", errdefs.ErrInvalidArgument},
+	{"not-found", errdefs.ErrNotFound},
+	{"failed-precondition", errdefs.ErrFailedPrecondition},
+	{"not-implemented", errdefs.ErrNotImplemented},
+	{"permission-denied", errdefs.ErrPermissionDenied},
 }
 
 // ErrClosed is returned when the peer closed the socket.
 var ErrClosed = errors.New("initsync: peer closed the socket")
 
 // ChildError is a failure the setup face reported.
-type ChildError struct{ Msg string }
+type ChildError struct {
+	Msg  string
+	Code string
+}
 
 func (e *ChildError) Error() string { return e.Msg }
+
+// Unwrap gives the errdefs error the setup face classified the failure as.
+func (e *ChildError) Unwrap() error {
+	for _, c := range codes {
+		if c.name == e.Code {
+			return c.err
+		}
+	}
+	return nil
+}
 
 // Conn is one end of the socketpair.
 type Conn struct{ f *os.File }
@@ -115,7 +144,7 @@ func (c *Conn) recv() (message, error) {
 		return message{}, fmt.Errorf("initsync: bad message: %w", err)
 	}
 	if m.Kind == kindFail {
-		return m, &ChildError{Msg: m.Error}
+		return m, &ChildError{Msg: m.Error, Code: m.Code}
 	}
 	return m, nil
 }
@@ -175,4 +204,13 @@ func (c *Conn) RecvExec() error {
 }
 
 // Fail reports err to the daemon.
-func (c *Conn) Fail(err error) error { return c.send(message{Kind: kindFail, Error: err.Error()}) }
+func (c *Conn) Fail(err error) error {
+	m := message{Kind: kindFail, Error: err.Error()}
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			m.Code = c.name
+			break
+		}
+	}
+	return c.send(m)
+}

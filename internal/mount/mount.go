@@ -1,0 +1,142 @@
+// Package mount mounts the rootfs that containerd describes in a Create
+// request (overlay, bind, ...) and unmounts it again.
+package mount
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+var flagOptions = map[string]struct {
+	clear bool
+	flag  uintptr
+}{
+	"async":         {true, unix.MS_SYNCHRONOUS},
+	"atime":         {true, unix.MS_NOATIME},
+	"bind":          {false, unix.MS_BIND},
+	"defaults":      {false, 0},
+	"dev":           {true, unix.MS_NODEV},
+	"diratime":      {true, unix.MS_NODIRATIME},
+	"dirsync":       {false, unix.MS_DIRSYNC},
+	"exec":          {true, unix.MS_NOEXEC},
+	"mand":          {false, unix.MS_MANDLOCK},
+	"noatime":       {false, unix.MS_NOATIME},
+	"nodev":         {false, unix.MS_NODEV},
+	"nodiratime":    {false, unix.MS_NODIRATIME},
+	"noexec":        {false, unix.MS_NOEXEC},
+	"nomand":        {true, unix.MS_MANDLOCK},
+	"norelatime":    {true, unix.MS_RELATIME},
+	"nostrictatime": {true, unix.MS_STRICTATIME},
+	"nosuid":        {false, unix.MS_NOSUID},
+	"rbind":         {false, unix.MS_BIND | unix.MS_REC},
+	"relatime":      {false, unix.MS_RELATIME},
+	"remount":       {false, unix.MS_REMOUNT},
+	"ro":            {false, unix.MS_RDONLY},
+	"rw":            {true, unix.MS_RDONLY},
+	"strictatime":   {false, unix.MS_STRICTATIME},
+	"suid":          {true, unix.MS_NOSUID},
+	"sync":          {false, unix.MS_SYNCHRONOUS},
+}
+
+// ParseOptions splits mount options into flags and the data string.
+func ParseOptions(options []string) (flags uintptr, data string) {
+	var rest []string
+	for _, o := range options {
+		if f, ok := flagOptions[o]; ok {
+			if f.clear {
+				flags &^= f.flag
+			} else {
+				flags |= f.flag
+			}
+			continue
+		}
+		rest = append(rest, o)
+	}
+	return flags, strings.Join(rest, ",")
+}
+
+// All mounts ms on target in order. On failure what was mounted is undone.
+func All(ms []*types.Mount, target string) (err error) {
+	mounted := 0
+	defer func() {
+		if err != nil {
+			for ; mounted > 0; mounted-- {
+				_ = unmount(target)
+			}
+		}
+	}()
+	for i, m := range ms {
+		if err := one(m, target); err != nil {
+			return fmt.Errorf("rootfs mount %d (%s on %s): %w", i, m.Type, target, err)
+		}
+		mounted++
+	}
+	return nil
+}
+
+func one(m *types.Mount, target string) error {
+	flags, data := ParseOptions(m.Options)
+	// The kernel takes at most a page of mount data; containerd's own
+	// workaround (chdir + relative lowerdirs) is not needed for images with
+	// a sane number of layers.
+	if len(data) >= os.Getpagesize() {
+		return fmt.Errorf("mount options of %d bytes exceed a page: %w", len(data), errdefs.ErrNotImplemented)
+	}
+	typ := m.Type
+	if typ == "bind" || typ == "rbind" {
+		typ = ""
+		flags |= unix.MS_BIND
+	}
+	// Propagation and read-only bind flags need a second call.
+	const second = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if err := unix.Mount(m.Source, target, typ, flags&^(unix.MS_REMOUNT), data); err != nil {
+		return &os.PathError{Op: "mount", Path: target, Err: err}
+	}
+	if flags&unix.MS_BIND != 0 && flags&second != 0 {
+		if err := unix.Mount("", target, "", flags&second|unix.MS_BIND|unix.MS_REMOUNT, ""); err != nil {
+			_ = unmount(target)
+			return &os.PathError{Op: "remount", Path: target, Err: err}
+		}
+	}
+	return nil
+}
+
+// UnmountAll unmounts every mount stacked on target. A target that is not a
+// mount point is fine: there is nothing to do.
+func UnmountAll(target string) error {
+	for i := 0; i < 64; i++ {
+		err := unmount(target)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("unmount %s: still mounted after 64 unmounts", target)
+}
+
+func unmount(target string) error {
+	for i := 0; ; i++ {
+		err := unix.Unmount(target, unix.UMOUNT_NOFOLLOW)
+		if err == unix.EBUSY && i < 50 {
+			// Processes that still use the rootfs are being killed.
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if err == unix.EBUSY {
+			err = unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+		}
+		if err != nil {
+			return &os.PathError{Op: "umount", Path: target, Err: err}
+		}
+		return nil
+	}
+}
