@@ -1,0 +1,53 @@
+# containerd-shim-autokill-v1: build, dependencies and test tiers. Run the test targets as root.
+SHELL := /bin/bash
+GO ?= go
+AUTOKILL_CACHE ?= /var/cache/autokill
+export AUTOKILL_CACHE
+
+SHIM := $(CURDIR)/bin/containerd-shim-autokill-v1
+IMAGE_TAR := $(AUTOKILL_CACHE)/images/busybox.tar
+
+.PHONY: all build deps image test-unit test-host test-vm test demo clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o bin/containerd-shim-autokill-v1 ./cmd/containerd-shim-autokill-v1
+
+# Debian's containerd 1.6/runc/crun/busybox-static, containerd 2.4.2 built from the module proxy,
+# and the busybox OCI image tar.
+deps:
+	hack/deps.sh
+	hack/build-image.sh $(IMAGE_TAR)
+
+image:
+	hack/build-image.sh $(IMAGE_TAR)
+
+test-unit:
+	$(GO) vet ./...
+	$(GO) test -race ./pkg/... ./internal/... ./cmd/...
+
+# Integration tests on this host's kernel, against containerd 1.6 and 2.4.2.
+test-host: build
+	AUTOKILL_SHIM=$(SHIM) AUTOKILL_IMAGE_TAR=$(IMAGE_TAR) hack/test-host.sh
+
+# Integration tests inside a Linux 7.x VM (native pidfd autokill).
+test-vm:
+	@if [ ! -x hack/vm/run-tests.sh ]; then \
+		echo "test-vm: hack/vm/run-tests.sh does not exist (yet); the VM tier cannot run" >&2; exit 1; \
+	fi
+	$(MAKE) build
+	hack/vm/run-tests.sh
+
+# Sequential on purpose: each tier needs the previous one's results.
+test:
+	$(MAKE) deps
+	$(MAKE) test-unit
+	$(MAKE) test-host
+	$(MAKE) test-vm
+
+demo:
+	hack/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# A private containerd, everything under one directory.
+#   hack/containerd.sh start DIR [BIN_DIR|1.6|2.4.2]   start it (default BIN_DIR /usr/bin = containerd 1.6)
+#   hack/containerd.sh stop DIR                       stop it (SIGTERM, then SIGKILL); shims keep running
+#   hack/containerd.sh purge DIR                      stop, kill its shims, unmount, remove DIR
+#   hack/containerd.sh status DIR                     exit 0 when it answers
+# The shim's directory (dirname of $AUTOKILL_SHIM, default /work/main/bin... i.e. <repo>/bin) goes
+# first on containerd's PATH, then BIN_DIR (for the matching containerd-shim-runc-v2).
+# Files: DIR/config.toml, DIR/containerd.sock (+ .ttrpc), DIR/root, DIR/state, DIR/containerd.log,
+# DIR/containerd.pid, DIR/bin-dir. Use: ctr --address DIR/containerd.sock ...
+# AUTOKILL_CONTAINERD_DEBUG=1 sets log level debug (containerd then passes -debug to shims).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
+SHIM=${AUTOKILL_SHIM:-$REPO/bin/containerd-shim-autokill-v1}
+
+log() { printf '[containerd] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+usage() { sed -n '2,12p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || usage
+CMD=$1
+DIR=$2
+
+bin_dir() {
+	case "${1:-/usr/bin}" in
+	1.6 | 1.6.*) echo /usr/bin ;;
+	2.4.2 | v2.4.2) echo "$CACHE/containerd-2.4.2/bin" ;;
+	*) echo "$1" ;;
+	esac
+}
+
+answers() {
+	local bd
+	bd=$(cat "$DIR/bin-dir" 2>/dev/null || echo /usr/bin)
+	timeout 5 "$bd/ctr" --address "$DIR/containerd.sock" version >/dev/null 2>&1
+}
+
+running_pid() {
+	local pid
+	pid=$(cat "$DIR/containerd.pid" 2>/dev/null) || return 1
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# 1.x: config version 2. 2.x: version 3 with the top-level [grpc]/[ttrpc] sections; 2.3+ migrates
+# it to its version 4 (a warning in the log). A version 4 file would need the socket addresses under
+# [plugins.'io.containerd.server.v1.grpc'] instead: a [grpc] section there is silently ignored.
+write_config() {
+	local major=$1 level=info
+	[ "${AUTOKILL_CONTAINERD_DEBUG:-0}" = 1 ] && level=debug
+	if [ "$major" -ge 2 ]; then
+		cat >"$DIR/config.toml" <<T
+version = 3
+imports = []
+root = "$DIR/root"
+state = "$DIR/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "$DIR/containerd.sock"
+
+[ttrpc]
+  address = "$DIR/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+  level = "$level"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$DIR/opt"
+T
+	else
+		cat >"$DIR/config.toml" <<T
+version = 2
+imports = []
+root = "$DIR/root"
+state = "$DIR/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "$DIR/containerd.sock"
+
+[ttrpc]
+  address = "$DIR/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+  level = "$level"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$DIR/opt"
+T
+	fi
+}
+
+start() {
+	local bd=$1 pid ver major deadline
+	[ "$(id -u)" -eq 0 ] || die "must run as root"
+	[ -x "$bd/containerd" ] || die "no containerd in $bd"
+	[ -x "$bd/ctr" ] || die "no ctr in $bd"
+	mkdir -p "$DIR"
+	DIR=$(cd "$DIR" && pwd)
+	if pid=$(running_pid); then
+		die "containerd already running in $DIR (pid $pid)"
+	fi
+	ver=$("$bd/containerd" --version)
+	# "containerd github.com/containerd/containerd 1.6.20~ds1 ..." or ".../v2 v2.4.2 ..."
+	major=$(echo "$ver" | awk '{print $3}' | sed 's/^v//' | cut -d. -f1)
+	[[ "$major" =~ ^[0-9]+$ ]] || die "cannot parse version from: $ver"
+	echo "$bd" >"$DIR/bin-dir"
+	write_config "$major"
+	log "starting $ver in $DIR (shim dir $(dirname "$SHIM") first on PATH)"
+	PATH="$(dirname "$SHIM"):$bd:$PATH" setsid "$bd/containerd" --config "$DIR/config.toml" \
+		>>"$DIR/containerd.log" 2>&1 </dev/null &
+	pid=$!
+	echo "$pid" >"$DIR/containerd.pid"
+	deadline=$((SECONDS + 30))
+	until answers; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 30 "$DIR/containerd.log" >&2
+			die "containerd exited during start-up"
+		fi
+		if [ $SECONDS -ge $deadline ]; then
+			tail -n 30 "$DIR/containerd.log" >&2
+			die "containerd did not answer within 30s"
+		fi
+		sleep 0.2
+	done
+	log "ready: pid $pid, ctr --address $DIR/containerd.sock"
+}
+
+stop() {
+	local pid
+	pid=$(running_pid) || { log "not running ($DIR)"; return 0; }
+	kill -TERM "$pid"
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "containerd $pid ignored SIGTERM for 20s; SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$DIR/containerd.pid"
+	log "stopped containerd $pid"
+}
+
+purge() {
+	local f pid m
+	[ -d "$DIR" ] || return 0
+	DIR=$(cd "$DIR" && pwd)
+	stop
+	# Shims started by this containerd carry "-address DIR/containerd.sock" on their command line.
+	for f in /proc/[0-9]*/cmdline; do
+		pid=${f#/proc/}
+		pid=${pid%/cmdline}
+		if tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "-address $DIR/containerd.sock "; then
+			log "killing shim $pid"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+	sleep 0.5
+	# Unmount everything below DIR, deepest first.
+	awk -v d="$DIR/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+		umount -l "$m" 2>/dev/null || true
+	done
+	rm -rf "$DIR"
+	log "purged $DIR"
+}
+
+case "$CMD" in
+start) start "$(bin_dir "${3:-/usr/bin}")" ;;
+stop) stop ;;
+purge) purge ;;
+status) answers ;;
+*) usage ;;
+esac

@@ -1,0 +1,124 @@
+package integration
+
+// The crash guarantee: a container never outlives its shim, and nothing of it
+// stays behind once containerd has cleaned up after the dead shim.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// crashBound is how long the kernel may take to kill a container after its
+// shim died. It is a liveness bound from the issue ("gone within 1 s"), not a
+// performance measurement; AUTOKILL_TIMEOUT_SCALE widens it under emulation.
+const crashBound = time.Second
+
+// assertAllGone checks that every pid is gone within the bound and that none
+// of them is left as a zombie.
+func assertAllGone(t *testing.T, pids []int, bound time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		var left []int
+		for _, p := range pids {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err == nil {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the container's processes still exist %v after the shim was killed:\n%s", len(left), bound, psTable(left))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func requireAutokillRuntime(t *testing.T) {
+	t.Helper()
+	if runtimeName != autokillRT {
+		t.Skipf("the crash guarantee is ours: runtime under test is %s", runtimeName)
+	}
+}
+
+// bundleMounted tells whether anything is mounted under the container's bundle.
+func bundleMounted(t *testing.T, id string) []string {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(mi), "\n") {
+		if strings.Contains(l, cd.bundleDir(id)) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func cgroupDirs(cgroupsPath string) []string {
+	var out []string
+	m, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupsPath)
+	for _, d := range m {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			out = append(out, d)
+		}
+	}
+	if st, err := os.Stat("/sys/fs/cgroup" + cgroupsPath); err == nil && st.IsDir() {
+		out = append(out, "/sys/fs/cgroup"+cgroupsPath)
+	}
+	return out
+}
+
+func crashScenario(t *testing.T, containerdUp bool) {
+	requireAutokillRuntime(t)
+	id := newContainerID(t)
+	// A process tree: init plus children plus a grandchild.
+	runDetached(t, id, 4, nil, "sleep 1000 & sh -c 'sleep 1000 & wait' & wait")
+	cgPath := containerCgroupsPath(t, id)
+	pids := containerProcs(t, id)
+	if len(pids) < 4 {
+		t.Fatalf("container processes %v, want at least 4", pids)
+	}
+	shim := shimPid(t, id)
+	if !containerdUp {
+		stopContainerd(t)
+	}
+	if err := syscall.Kill(shim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	assertAllGone(t, pids, timeout(crashBound))
+	if z := zombies(); len(z) > 0 {
+		for _, zp := range z {
+			for _, p := range pids {
+				if zp.Pid == p {
+					t.Fatalf("container process %d left as a zombie: %v", p, zp)
+				}
+			}
+		}
+	}
+	if !containerdUp {
+		startContainerd(t)
+	}
+	// containerd notices the dead shim and runs `shim delete`.
+	waitFor(t, timeout(30*time.Second), "task to leave the RUNNING state", func() bool {
+		st, ok := taskStatus(t, id)
+		return !ok || st.Status != "RUNNING"
+	}, func() string { return mustCtr(t, "tasks", "ls") })
+	waitFor(t, timeout(30*time.Second), "rootfs unmounted and cgroup removed", func() bool {
+		return len(bundleMounted(t, id)) == 0 && len(cgroupDirs(cgPath)) == 0
+	}, func() string {
+		return fmt.Sprintf("mounts: %v\ncgroups: %v", bundleMounted(t, id), cgroupDirs(cgPath))
+	})
+}
+
+func TestCrashShimKilledContainerdRunning(t *testing.T) { crashScenario(t, true) }
+
+func TestCrashShimKilledContainerdStopped(t *testing.T) { crashScenario(t, false) }
