@@ -1,10 +1,278 @@
 // Package setup is the setup face of the shim binary: it runs as pid 1 of a new
 // container, inside the namespaces clone3 created, turns the plan into the
 // container's environment and execs the user's entrypoint.
+//
+// The daemon execs the shim binary with argv[1] == Arg. On entry: fds 0-2 are
+// the container's stdio, fd 3 is the initsync socket, nothing else is open;
+// the process is in its new (or joined) namespaces and in its cgroup (v2), or
+// the daemon moves it there before sending the plan (v1).
+//
+// Everything runs on the main goroutine, locked to the main thread by init:
+// capabilities, PDEATHSIG, no_new_privs and the cgroup namespace are
+// per-thread, and execve must come from the thread that holds them.
 package setup
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
+)
 
 // Arg is argv[1] of the setup face.
 const Arg = "__autokill_init"
 
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == Arg {
+		runtime.LockOSThread()
+	}
+}
+
 // Main runs the setup face. It never returns.
-func Main() { panic("setup: not implemented") }
+func Main() {
+	conn := initsync.FromFd(initsync.ChildFd)
+	var plan spec.Plan
+	if err := conn.RecvPlan(&plan); err != nil {
+		// No plan (the daemon died or spoke nonsense): nothing to report to.
+		os.Exit(1)
+	}
+	ex, err := Run(&plan)
+	if err != nil {
+		conn.Fail(err)
+		os.Exit(1)
+	}
+	if err := conn.Ready(); err != nil {
+		os.Exit(1)
+	}
+	// EOF here is the daemon gone (Delete before Start, or a crash).
+	if err := conn.RecvStart(); err != nil {
+		os.Exit(1)
+	}
+	err = ex.exec(initsync.ChildFd)
+	conn.Fail(err)
+	os.Exit(1)
+}
+
+// Exec is what is left to do after Start: the entrypoint, resolved.
+type Exec struct {
+	Path            string
+	Args            []string
+	Env             []string
+	NoNewPrivileges bool
+	Fallback        bool
+}
+
+// exec runs the last steps and execs the entrypoint; it returns only on error.
+func (e *Exec) exec(syncFd int) error {
+	if e.Fallback {
+		if err := armPdeathsig(); err != nil {
+			return err
+		}
+		if daemonGone(syncFd) {
+			os.Exit(1)
+		}
+	}
+	// no_new_privs last: nothing after it needs to gain privileges, and
+	// it must be set by the thread that calls execve.
+	if e.NoNewPrivileges {
+		if err := linux.Prctl("PR_SET_NO_NEW_PRIVS", unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	if err := closeExtraFds(); err != nil {
+		return err
+	}
+	if err := unix.Exec(e.Path, e.Args, e.Env); err != nil {
+		return fmt.Errorf("exec %q: %w", e.Path, os.NewSyscallError("execve", err))
+	}
+	return nil
+}
+
+// Run performs the setup recipe, in order, up to the point where the
+// container waits for Start, and returns the resolved entrypoint. Each step
+// says why it is where it is. On error the process is in an undefined state
+// and must exit.
+func Run(p *spec.Plan) (*Exec, error) {
+	// Modes of what we create (device nodes, mount points) must be exact;
+	// the container's umask is set at the end.
+	unix.Umask(0)
+
+	// Read while /proc is still the host's.
+	last, err := lastCap()
+	if err != nil {
+		return nil, err
+	}
+
+	// 1. The cgroup namespace: the daemon put us into the container's
+	// cgroup before sending the plan, so unsharing now makes it the root
+	// of the namespace (and of a fresh cgroup mount, step 3).
+	if p.Namespaces.NewCgroupNS {
+		if err := linux.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return nil, err
+		}
+	}
+
+	// oom_score_adj goes through the host's /proc/self while it is still
+	// there (the container may have no /proc), and before capabilities
+	// are dropped: lowering it needs CAP_SYS_RESOURCE.
+	if p.OOMScoreAdj != nil {
+		if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
+			return nil, err
+		}
+	}
+
+	// 2. Propagation first: our mount namespace is a copy of the host's,
+	// with its shared peer groups. Making "/" slave (by default) means no
+	// mount we do below can appear on the host, while host mounts still
+	// propagate in.
+	if err := setRootPropagation(p.RootPropagation, p.Root); err != nil {
+		return nil, fmt.Errorf("root propagation: %w", err)
+	}
+	// pivot_root needs the new root to be a mount point.
+	if err := linux.Mount(p.Root, p.Root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return nil, fmt.Errorf("rootfs: %w", err)
+	}
+	// Opened after the bind: mounts go onto the new mount, not under it.
+	r, err := openRoot(p.Root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+
+	// 3. The spec's mounts, in order (a later one may go inside an earlier
+	// one, /dev/pts in /dev). Targets are resolved inside the rootfs.
+	var cgroups *cgroupLayout
+	for i, m := range p.Mounts {
+		if (m.Type == "cgroup" || m.Type == "cgroup2") && cgroups == nil {
+			// The host layout, seen before pivot_root hides it.
+			if cgroups, err = probeCgroups(p.Namespaces.NewCgroupNS); err != nil {
+				return nil, fmt.Errorf("mounts[%d]: cgroup: %w", i, err)
+			}
+		}
+		if err := r.mount(m, cgroups); err != nil {
+			return nil, fmt.Errorf("mounts[%d]: %w", i, err)
+		}
+	}
+
+	// 4. /dev, unless it is a bind of the host's: after the mounts, so
+	// the nodes land in the spec's /dev tmpfs, and before pivot_root, so
+	// the host's nodes can be bound when mknod is not allowed.
+	if p.SetupDev {
+		if err := r.createDevices(p.Devices); err != nil {
+			return nil, err
+		}
+		if err := r.createDevSymlinks(); err != nil {
+			return nil, fmt.Errorf("/dev symlinks: %w", err)
+		}
+	}
+	// A missing cwd is created, as runc does, while the rootfs is still
+	// writable (root.readonly comes next) and resolved inside it.
+	cwd, err := r.mkdirAll(p.Process.Cwd)
+	if err != nil {
+		return nil, fmt.Errorf("process.cwd %s: %w", p.Process.Cwd, err)
+	}
+	cwd.Close()
+	r.Close()
+
+	// 5. From here on "/" is the container's: the host's tree is gone
+	// from this mount namespace.
+	if err := pivotRoot(p.Root); err != nil {
+		return nil, err
+	}
+	if p.RootReadonly {
+		if err := remountRootReadonly(); err != nil {
+			return nil, fmt.Errorf("root.readonly: %w", err)
+		}
+	}
+
+	// 6. Kernel parameters, through the container's /proc (which
+	// reflects the namespaces it was mounted in), before readonlyPaths
+	// makes /proc/sys read-only.
+	if p.Hostname != "" {
+		if err := unix.Sethostname([]byte(p.Hostname)); err != nil {
+			return nil, os.NewSyscallError("sethostname", err)
+		}
+	}
+	if p.Domainname != "" {
+		if err := unix.Setdomainname([]byte(p.Domainname)); err != nil {
+			return nil, os.NewSyscallError("setdomainname", err)
+		}
+	}
+	for _, s := range p.Sysctl {
+		if err := writeProcFile("/proc/sys/"+s.Path, s.Value); err != nil {
+			return nil, fmt.Errorf("sysctl %s=%s: %w", s.Key, s.Value, err)
+		}
+	}
+	if err := readonlyPaths(p.ReadonlyPaths); err != nil {
+		return nil, err
+	}
+	// Masks after read-only paths: a masked path inside a read-only one
+	// (/proc/sys/...) still gets its mask.
+	if err := maskPaths(p.MaskedPaths); err != nil {
+		return nil, err
+	}
+
+	// 7. Limits, while we still have CAP_SYS_RESOURCE to raise them.
+	if err := setRlimits(p.Process.Rlimits); err != nil {
+		return nil, fmt.Errorf("process.rlimits: %w", err)
+	}
+
+	// 8. Credentials. chdir first, as root, in case the user cannot
+	// search a parent of the cwd; again after the switch so that a cwd
+	// the user may not enter fails now, not at exec.
+	if err := unix.Chdir(p.Process.Cwd); err != nil {
+		return nil, &os.PathError{Op: "chdir", Path: p.Process.Cwd, Err: err}
+	}
+	caps := p.Process.Capabilities
+	if caps != nil {
+		// Needs CAP_SETPCAP, which the uid change may take away.
+		if err := dropBoundingSet(caps.Bounding&capsMask(last), last); err != nil {
+			return nil, fmt.Errorf("capabilities: bounding set: %w", err)
+		}
+	}
+	if err := switchUser(&p.Process, caps != nil); err != nil {
+		return nil, fmt.Errorf("process.user: %w", err)
+	}
+	if p.Fallback {
+		// set*id cleared PDEATHSIG; a daemon that died meanwhile is
+		// seen on the socket (getppid() is 0 in a new pid namespace).
+		if err := armPdeathsig(); err != nil {
+			return nil, err
+		}
+		if daemonGone(initsync.ChildFd) {
+			os.Exit(1)
+		}
+	}
+	if caps != nil {
+		if err := applyCaps(caps, last); err != nil {
+			return nil, fmt.Errorf("capabilities: %w", err)
+		}
+	}
+	if err := unix.Chdir(p.Process.Cwd); err != nil {
+		return nil, &os.PathError{Op: "chdir", Path: p.Process.Cwd, Err: err}
+	}
+	umask := uint32(0o022)
+	if p.Process.Umask != nil {
+		umask = *p.Process.Umask
+	}
+	unix.Umask(int(umask))
+
+	// 9. Resolve the entrypoint now, with the container's PATH, root,
+	// cwd and credentials, so a missing one fails Create, not Start.
+	path, err := lookPath(p.Process.Args[0], p.Process.Env)
+	if err != nil {
+		return nil, err
+	}
+	return &Exec{
+		Path:            path,
+		Args:            p.Process.Args,
+		Env:             p.Process.Env,
+		NoNewPrivileges: p.Process.NoNewPrivileges,
+		Fallback:        p.Fallback,
+	}, nil
+}

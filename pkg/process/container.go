@@ -2,21 +2,246 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
 
+	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/setup"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
+	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 )
 
 // Container is one container and its init process.
+//
+// Every transition happens under mu, and the event describing it is queued
+// before mu is released: events reach containerd in transition order
+// (Create → Start → Exit → Delete) by construction.
 type Container struct {
-	id string
+	id     string
+	bundle string
+	cfg    CreateConfig
+	pub    Publisher
+
+	mu     sync.Mutex
+	status Status
+	proc   *pidfd.Process
+	sync   *initsync.Conn // until the entrypoint is exec'd
+	cg     cgroups.Manager
+	io     *stdio
+	rootfs string // mounted by us, unmounted on Delete
+	exit   Exit
+
+	exited chan struct{} // closed once exit is recorded
 }
 
 // Create sets up the container described by cfg and leaves its init waiting
 // for Start. It publishes TaskCreate. Errors wrap errdefs: InvalidArgument for
-// a bad bundle or spec, AlreadyExists, NotFound, or the cause.
-func Create(ctx context.Context, cfg CreateConfig, pub Publisher) (*Container, error) {
-	return nil, fmt.Errorf("create %s: %w", cfg.ID, errdefs.ErrNotImplemented)
+// a bad bundle or spec, NotFound, or the cause.
+func Create(ctx context.Context, cfg CreateConfig, pub Publisher) (_ *Container, retErr error) {
+	if cfg.Terminal {
+		return nil, fmt.Errorf("create %s: terminal: %w", cfg.ID, errdefs.ErrNotImplemented)
+	}
+	s, err := spec.Load(cfg.Bundle)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", cfg.ID, err)
+	}
+	plan, err := spec.NewPlan(cfg.Bundle, s)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", cfg.ID, err)
+	}
+	c := &Container{id: cfg.ID, bundle: cfg.Bundle, cfg: cfg, pub: pub, exited: make(chan struct{})}
+	defer func() {
+		if retErr != nil {
+			c.release(ctx)
+		}
+	}()
+	if err := c.create(ctx, plan); err != nil {
+		return nil, fmt.Errorf("create %s: %w", cfg.ID, err)
+	}
+	c.mu.Lock()
+	c.status = StatusCreated
+	c.publish(ctx, "/tasks/create", &eventstypes.TaskCreate{
+		ContainerID: c.id,
+		Bundle:      c.bundle,
+		Rootfs:      cfg.Rootfs,
+		IO:          &eventstypes.TaskIO{Stdin: cfg.Stdin, Stdout: cfg.Stdout, Stderr: cfg.Stderr, Terminal: cfg.Terminal},
+		Pid:         uint32(c.proc.Pid()),
+	})
+	c.mu.Unlock()
+	go c.watch()
+	return c, nil
+}
+
+func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
+	if len(c.cfg.Rootfs) > 0 {
+		rootfs := filepath.Join(c.bundle, "rootfs")
+		if err := os.MkdirAll(rootfs, 0o711); err != nil {
+			return err
+		}
+		if err := mount.All(c.cfg.Rootfs, rootfs); err != nil {
+			return err
+		}
+		c.rootfs = rootfs
+	}
+	if _, err := os.Stat(plan.Root); err != nil {
+		return fmt.Errorf("rootfs: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	exe, err := setupExe()
+	if err != nil {
+		return err
+	}
+	if plan.CgroupsPath != "" {
+		cg, err := cgroups.New(plan.CgroupsPath, plan.Resources)
+		if err != nil {
+			return err
+		}
+		c.cg = cg
+	}
+	if c.io, err = openStdio(ctx, c.id, c.cfg.Namespace, c.cfg.Stdin, c.cfg.Stdout, c.cfg.Stderr); err != nil {
+		return err
+	}
+
+	attr := &pidfd.SpawnAttr{
+		Exe:        exe,
+		Args:       []string{"containerd-shim-autokill-v1", setup.Arg},
+		Env:        []string{"GOMAXPROCS=1"},
+		Cloneflags: plan.Namespaces.Create,
+		Stdio:      c.io.child,
+	}
+	var nsFiles []*os.File
+	defer func() {
+		for _, f := range nsFiles {
+			f.Close()
+		}
+	}()
+	for _, j := range plan.Namespaces.Join {
+		f, err := os.Open(j.Path)
+		if err != nil {
+			return fmt.Errorf("join %s namespace: %w", j.Type, err)
+		}
+		nsFiles = append(nsFiles, f)
+		if j.Flag == syscall.CLONE_NEWPID {
+			attr.PidNS = f
+		} else {
+			attr.Setns = append(attr.Setns, f)
+		}
+	}
+	if c.cg != nil {
+		attr.Cgroup = c.cg.IntoFd()
+	}
+	parent, child, err := initsync.NewPair()
+	if err != nil {
+		return err
+	}
+	c.sync = parent
+	attr.Sync = child.File()
+	c.proc, err = pidfd.Spawn(attr)
+	child.Close()
+	c.io.closeChild()
+	if err != nil {
+		return err
+	}
+	log.G(ctx).WithField("pid", c.proc.Pid()).Debug("init cloned")
+	if c.cg != nil && attr.Cgroup == nil {
+		if err := c.cg.Add(c.proc.Pid()); err != nil {
+			return err
+		}
+	}
+	plan.Fallback = !pidfd.Probe().Native
+	if err := c.sync.SendPlan(plan); err != nil {
+		return c.setupError(ctx, err)
+	}
+	if err := c.sync.RecvReady(); err != nil {
+		return c.setupError(ctx, err)
+	}
+	return nil
+}
+
+// setupError explains a setup face that failed or died before Ready.
+func (c *Container) setupError(ctx context.Context, err error) error {
+	if errors.Is(err, initsync.ErrClosed) {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if e, werr := c.proc.Wait(wctx); werr == nil {
+			return fmt.Errorf("container init died during setup with status %d", e.Status)
+		}
+	}
+	return fmt.Errorf("setup: %w", err)
+}
+
+// release undoes a failed Create; everything is best effort.
+func (c *Container) release(ctx context.Context) {
+	if c.proc != nil {
+		_ = c.proc.Signal(syscall.SIGKILL)
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, _ = c.proc.Wait(wctx)
+		cancel()
+		c.proc.Close()
+	}
+	c.cleanup(ctx)
+}
+
+// cleanup releases what outlives the init: fds, cgroup, rootfs.
+func (c *Container) cleanup(ctx context.Context) error {
+	var errs []error
+	if c.sync != nil {
+		c.sync.Close()
+		c.sync = nil
+	}
+	if c.io != nil {
+		c.io.closeChild()
+		errs = append(errs, c.io.close())
+	}
+	if c.cg != nil {
+		if err := c.cg.Delete(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.cg = nil
+		}
+	}
+	if c.rootfs != "" {
+		if err := mount.UnmountAll(c.rootfs); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.rootfs = ""
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// watch turns the init's exit into state and the TaskExit event.
+func (c *Container) watch() {
+	ctx := context.Background()
+	e, err := c.proc.Wait(ctx)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Error("watch init exit")
+		e = pidfd.Exit{Status: 255, At: time.Now()}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.exit = Exit{Pid: uint32(c.proc.Pid()), Status: uint32(e.Status), At: e.At}
+	c.status = StatusStopped
+	c.publish(ctx, "/tasks/exit", &eventstypes.TaskExit{
+		ContainerID: c.id,
+		ID:          c.id,
+		Pid:         c.exit.Pid,
+		ExitStatus:  c.exit.Status,
+		ExitedAt:    timestamppb.New(c.exit.At),
+	})
+	close(c.exited)
 }
 
 // ID returns the container's id.
@@ -24,38 +249,156 @@ func (c *Container) ID() string { return c.id }
 
 // Start execs the user's entrypoint and publishes TaskStart.
 // FailedPrecondition unless the container is created.
-func (c *Container) Start(ctx context.Context) (pid uint32, err error) {
-	return 0, errdefs.ErrNotImplemented
+func (c *Container) Start(ctx context.Context) (uint32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status != StatusCreated {
+		return 0, fmt.Errorf("start %s: container is %s: %w", c.id, c.status, errdefs.ErrFailedPrecondition)
+	}
+	if err := c.sync.SendStart(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.id, err)
+	}
+	err := c.sync.RecvExec()
+	c.sync.Close()
+	c.sync = nil
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", c.id, err)
+	}
+	c.status = StatusRunning
+	pid := uint32(c.proc.Pid())
+	c.publish(ctx, "/tasks/start", &eventstypes.TaskStart{ContainerID: c.id, Pid: pid})
+	return pid, nil
 }
 
 // Kill sends signal to the init, or with all to every process of the
 // container. NotFound once the container has no process left.
 func (c *Container) Kill(ctx context.Context, signal uint32, all bool) error {
-	return errdefs.ErrNotImplemented
+	c.mu.Lock()
+	status := c.status
+	c.mu.Unlock()
+	if status == StatusStopped || status == StatusDeleted {
+		return fmt.Errorf("kill %s: process already finished: %w", c.id, errdefs.ErrNotFound)
+	}
+	sig := syscall.Signal(signal)
+	if all && c.cg != nil {
+		if err := c.cg.SignalAll(sig); err != nil {
+			return fmt.Errorf("kill %s --all: %w", c.id, err)
+		}
+		return nil
+	}
+	if err := c.proc.Signal(sig); err != nil {
+		if errors.Is(err, pidfd.ErrExited) {
+			return fmt.Errorf("kill %s: %w: %w", c.id, err, errdefs.ErrNotFound)
+		}
+		return fmt.Errorf("kill %s: %w", c.id, err)
+	}
+	return nil
 }
 
 // State reports the container's current state.
-func (c *Container) State() StateInfo { return StateInfo{ID: c.id} }
+func (c *Container) State() StateInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return StateInfo{
+		ID:       c.id,
+		Bundle:   c.bundle,
+		Pid:      uint32(c.proc.Pid()),
+		Status:   c.status,
+		Stdin:    c.cfg.Stdin,
+		Stdout:   c.cfg.Stdout,
+		Stderr:   c.cfg.Stderr,
+		Terminal: c.cfg.Terminal,
+		Exit:     c.exit,
+	}
+}
 
 // Wait blocks until the init has exited (or ctx ends) and returns its exit.
 func (c *Container) Wait(ctx context.Context) (Exit, error) {
-	return Exit{}, errdefs.ErrNotImplemented
+	select {
+	case <-c.exited:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.exit, nil
+	case <-ctx.Done():
+		return Exit{}, ctx.Err()
+	}
 }
 
 // Delete releases everything the container holds (init if never started,
 // rootfs mount, cgroup) and publishes TaskDelete. FailedPrecondition while the
 // container is running.
 func (c *Container) Delete(ctx context.Context) (Exit, error) {
-	return Exit{}, errdefs.ErrNotImplemented
+	c.mu.Lock()
+	status := c.status
+	c.mu.Unlock()
+	switch status {
+	case StatusRunning:
+		return Exit{}, fmt.Errorf("delete %s: container is running: %w", c.id, errdefs.ErrFailedPrecondition)
+	case StatusDeleted:
+		return Exit{}, fmt.Errorf("delete %s: %w", c.id, errdefs.ErrNotFound)
+	case StatusCreated:
+		// Never started: the waiting setup face is killed, as runc does.
+		if err := c.proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, pidfd.ErrExited) {
+			return Exit{}, fmt.Errorf("delete %s: %w", c.id, err)
+		}
+	}
+	select {
+	case <-c.exited:
+	case <-ctx.Done():
+		return Exit{}, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status == StatusDeleted {
+		return Exit{}, fmt.Errorf("delete %s: %w", c.id, errdefs.ErrNotFound)
+	}
+	if err := c.cleanup(ctx); err != nil {
+		return Exit{}, fmt.Errorf("delete %s: %w", c.id, err)
+	}
+	c.proc.Close()
+	c.status = StatusDeleted
+	c.publish(ctx, "/tasks/delete", &eventstypes.TaskDelete{
+		ContainerID: c.id,
+		ID:          c.id,
+		Pid:         c.exit.Pid,
+		ExitStatus:  c.exit.Status,
+		ExitedAt:    timestamppb.New(c.exit.At),
+	})
+	return c.exit, nil
 }
 
 // Pids lists the processes of the container.
 func (c *Container) Pids(ctx context.Context) ([]ProcessInfo, error) {
-	return nil, errdefs.ErrNotImplemented
+	c.mu.Lock()
+	cg, status, pid := c.cg, c.status, c.proc.Pid()
+	c.mu.Unlock()
+	if status == StatusDeleted {
+		return nil, fmt.Errorf("pids %s: %w", c.id, errdefs.ErrNotFound)
+	}
+	if cg == nil {
+		if status == StatusStopped {
+			return nil, nil
+		}
+		return []ProcessInfo{{Pid: uint32(pid)}}, nil
+	}
+	pids, err := cg.Pids()
+	if err != nil {
+		return nil, fmt.Errorf("pids %s: %w", c.id, err)
+	}
+	out := make([]ProcessInfo, len(pids))
+	for i, p := range pids {
+		out[i] = ProcessInfo{Pid: uint32(p)}
+	}
+	return out, nil
 }
 
-// Cleanup is the `delete` face: for a bundle whose shim died, kill whatever
-// is left of the container, unmount its rootfs and remove its cgroup.
-func Cleanup(ctx context.Context, id, bundle string) (Exit, error) {
-	return Exit{}, errdefs.ErrNotImplemented
+// publish queues ev; callers hold mu so that the queue order is the
+// transition order.
+func (c *Container) publish(ctx context.Context, topic string, ev any) {
+	a, err := typeurl.MarshalAny(ev)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("topic", topic).Error("encode event")
+		return
+	}
+	c.pub.Publish(ctx, topic, a)
 }

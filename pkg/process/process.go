@@ -29,13 +29,15 @@ type Publisher interface {
 
 // CreateConfig is what the Create request of the task API carries.
 type CreateConfig struct {
-	ID       string
-	Bundle   string
-	Rootfs   []*types.Mount
-	Terminal bool
-	Stdin    string
-	Stdout   string
-	Stderr   string
+	// Namespace is containerd's namespace of the task.
+	Namespace string
+	ID        string
+	Bundle    string
+	Rootfs    []*types.Mount
+	Terminal  bool
+	Stdin     string
+	Stdout    string
+	Stderr    string
 	// Options is the request's runtime options (runc Options or
 	// runtimeoptions.v1.Options); nil when absent.
 	Options typeurl.Any

@@ -1,0 +1,154 @@
+package setup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
+)
+
+// lastCap reads the highest capability the running kernel knows; the spec
+// may name newer ones (runc ignores those too).
+func lastCap() (uint, error) {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 8)
+	if err != nil || n > 63 {
+		return 0, fmt.Errorf("/proc/sys/kernel/cap_last_cap: bad value %q", b)
+	}
+	return uint(n), nil
+}
+
+// capsMask keeps the bits of the capabilities the kernel knows.
+func capsMask(last uint) uint64 {
+	if last >= 63 {
+		return ^uint64(0)
+	}
+	return 1<<(last+1) - 1
+}
+
+func setRlimits(rl []spec.Rlimit) error {
+	for _, r := range rl {
+		if err := linux.Prlimit(r.Resource, r.Soft, r.Hard); err != nil {
+			return fmt.Errorf("%s soft %d hard %d: %w", r.Type, r.Soft, r.Hard, err)
+		}
+	}
+	return nil
+}
+
+// setOOMScoreAdj writes /proc/self/oom_score_adj. Lowering it below the
+// value inherited from the shim needs CAP_SYS_RESOURCE.
+func setOOMScoreAdj(v int) error {
+	err := writeProcFile("/proc/self/oom_score_adj", strconv.Itoa(v))
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		cur := "?"
+		if b, rerr := os.ReadFile("/proc/self/oom_score_adj"); rerr == nil {
+			cur = strings.TrimSpace(string(b))
+		}
+		return fmt.Errorf("oom_score_adj %d: lowering it below the inherited %s needs CAP_SYS_RESOURCE, which this host's bounding set lacks: %w", v, cur, err)
+	}
+	if err != nil {
+		return fmt.Errorf("oom_score_adj %d: %w", v, err)
+	}
+	return nil
+}
+
+// dropBoundingSet removes from the bounding set every capability not in
+// keep. It needs CAP_SETPCAP, so it runs before the uid change.
+func dropBoundingSet(keep uint64, last uint) error {
+	for c := uint(0); c <= last; c++ {
+		if keep&(1<<c) != 0 {
+			continue
+		}
+		if err := linux.Prctl("PR_CAPBSET_DROP", unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("capability %d: %w", c, err)
+		}
+	}
+	return nil
+}
+
+// switchUser sets the groups, gid and uid. Go's syscall.Set* apply to every
+// thread of the process (they go through the runtime's AllThreadsSyscall or
+// libc's setxid broadcast), so no thread keeps root behind. With keepCaps
+// the calling thread keeps its permitted set across the uid change, for
+// applyCaps to use.
+func switchUser(p *spec.Process, keepCaps bool) error {
+	if keepCaps {
+		if err := linux.Prctl("PR_SET_KEEPCAPS", unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+			return err
+		}
+	}
+	gids := make([]int, len(p.AdditionalGids))
+	for i, g := range p.AdditionalGids {
+		gids[i] = int(g)
+	}
+	// An empty list clears the supplementary groups inherited from the shim.
+	if err := syscall.Setgroups(gids); err != nil {
+		return os.NewSyscallError(fmt.Sprintf("setgroups %v", p.AdditionalGids), err)
+	}
+	if err := syscall.Setresgid(int(p.GID), int(p.GID), int(p.GID)); err != nil {
+		return os.NewSyscallError(fmt.Sprintf("setresgid %d", p.GID), err)
+	}
+	if err := syscall.Setresuid(int(p.UID), int(p.UID), int(p.UID)); err != nil {
+		return os.NewSyscallError(fmt.Sprintf("setresuid %d", p.UID), err)
+	}
+	if keepCaps {
+		return linux.Prctl("PR_SET_KEEPCAPS", unix.PR_SET_KEEPCAPS, 0, 0, 0, 0)
+	}
+	return nil
+}
+
+// applyCaps sets the effective, permitted and inheritable sets of this
+// thread (the one that will execve), then the ambient set, which needs its
+// capabilities in permitted and inheritable first.
+func applyCaps(c *spec.Capabilities, last uint) error {
+	m := capsMask(last)
+	if err := linux.Capset(c.Effective&m, c.Permitted&m, c.Inheritable&m); err != nil {
+		return err
+	}
+	if err := linux.Prctl("PR_CAP_AMBIENT_CLEAR_ALL", unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return err
+	}
+	for n := uint(0); n <= last; n++ {
+		if c.Ambient&(1<<n) == 0 {
+			continue
+		}
+		if err := linux.Prctl("PR_CAP_AMBIENT_RAISE", unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(n), 0, 0); err != nil {
+			return fmt.Errorf("ambient capability %d: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// armPdeathsig is the fallback's crash containment: SIGKILL when the
+// daemon's thread dies. Credential changes clear it, so it is set again
+// after each, and right before execve.
+func armPdeathsig() error {
+	return linux.Prctl("PR_SET_PDEATHSIG", unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+}
+
+// daemonGone says whether the daemon's end of the initsync socket hung up.
+// In a new pid namespace getppid() is 0, so the socket is the only way to
+// notice a daemon that died before PDEATHSIG was re-armed.
+func daemonGone(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return true
+		}
+		return fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+	}
+}

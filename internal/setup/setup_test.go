@@ -1,0 +1,156 @@
+package setup
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestMain lets the test binary be the setup face: the root tests exec
+// os.Args[0] with argv[1] == Arg, exactly as the daemon execs the shim.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == Arg {
+		Main()
+	}
+	os.Exit(m.Run())
+}
+
+func TestParseProcCgroup(t *testing.T) {
+	in := "12:pids:/default/c1\n4:cpu,cpuacct:/default/c1\n1:name=systemd:/user.slice\n0::/default/c1\n"
+	got, err := parseProcCgroup(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"pids": "/default/c1", "cpu,cpuacct": "/default/c1", "name=systemd": "/user.slice", "": "/default/c1"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v", got)
+	}
+	if _, err := parseProcCgroup(strings.NewReader("garbage\n")); err == nil {
+		t.Error("garbage accepted")
+	}
+}
+
+func TestV1Controllers(t *testing.T) {
+	for in, want := range map[string][]string{
+		"rw,cpu,cpuacct":                 {"cpu", "cpuacct"},
+		"rw,xattr,name=systemd":          {"name=systemd"},
+		"rw,memory":                      {"memory"},
+		"ro,cpuset,clone_children":       {"cpuset"},
+		"rw,release_agent=/x,net_cls,ne": {"net_cls", "ne"},
+	} {
+		if got := v1Controllers(in); !reflect.DeepEqual(got, want) {
+			t.Errorf("v1Controllers(%q) = %v, want %v", in, got, want)
+		}
+	}
+	self := map[string]string{"cpu,cpuacct": "/a", "name=systemd": "/b", "": "/c"}
+	if k, ok := hierarchyKey(self, []string{"cpuacct", "cpu"}); !ok || k != "cpu,cpuacct" {
+		t.Errorf("hierarchyKey = %q %v", k, ok)
+	}
+	if _, ok := hierarchyKey(self, []string{"cpu"}); ok {
+		t.Error("cpu alone matched cpu,cpuacct")
+	}
+}
+
+func TestOwnDir(t *testing.T) {
+	l := &cgroupLayout{self: map[string]string{"memory": "/default/c1", "": "/default/c1"}}
+	for _, tc := range []struct {
+		h    hierarchy
+		want string
+	}{
+		{hierarchy{key: "memory", mountpoint: "/sys/fs/cgroup/memory", root: "/"}, "/sys/fs/cgroup/memory/default/c1"},
+		{hierarchy{key: "memory", mountpoint: "/sys/fs/cgroup/memory", root: "/default"}, "/sys/fs/cgroup/memory/c1"},
+		{hierarchy{key: "", mountpoint: "/sys/fs/cgroup", root: "/"}, "/sys/fs/cgroup/default/c1"},
+		{hierarchy{key: "memory", mountpoint: "/m", root: "/other"}, ""},
+		{hierarchy{key: "pids", mountpoint: "/m", root: "/"}, ""},
+	} {
+		got, err := l.ownDir(&tc.h)
+		if got != tc.want || (tc.want == "") != (err != nil) {
+			t.Errorf("ownDir(%+v) = %q, %v; want %q", tc.h, got, err, tc.want)
+		}
+	}
+}
+
+func TestRemountFlags(t *testing.T) {
+	got := remountFlags(unix.MS_BIND|unix.MS_REC|unix.MS_RDONLY, unix.ST_NOSUID|unix.ST_NODEV|unix.ST_RELATIME)
+	want := uint64(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
+	if got != want {
+		t.Errorf("remountFlags = %#x, want %#x", got, want)
+	}
+}
+
+func TestCheckProcBind(t *testing.T) {
+	for _, tc := range []struct {
+		dest   string
+		isProc bool
+		ok     bool
+	}{
+		{"/etc/hosts", true, true},
+		{"/proc", false, false},
+		{"/proc/cpuinfo", true, true},            // lxcfs-style, whitelisted
+		{"/proc/self/attr/current", true, false}, // CVE-2019-16884
+		{"/proc/sys/kernel/core_pattern", true, false},
+		{"/proc/meminfo", false, true}, // from fuse, not procfs
+		{"/procfoo", true, true},
+	} {
+		if err := checkProcBind(tc.dest, tc.isProc); (err == nil) != tc.ok {
+			t.Errorf("checkProcBind(%q, %v) = %v", tc.dest, tc.isProc, err)
+		}
+	}
+}
+
+func TestCapsMask(t *testing.T) {
+	if capsMask(40) != 1<<41-1 || capsMask(63) != ^uint64(0) || capsMask(0) != 1 {
+		t.Error("capsMask")
+	}
+}
+
+func TestLookPath(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	other := filepath.Join(dir, "other")
+	for _, d := range []string{bin, other, filepath.Join(bin, "adir")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p string, mode os.FileMode) {
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(bin, "app"), 0o755)
+	write(filepath.Join(other, "app"), 0o755)
+	write(filepath.Join(bin, "data"), 0o644)
+	env := []string{"HOME=/", "PATH=" + bin + ":" + other}
+
+	if p, err := lookPath("app", env); err != nil || p != filepath.Join(bin, "app") {
+		t.Errorf("app: %q %v", p, err)
+	}
+	if p, err := lookPath(filepath.Join(other, "app"), env); err != nil || p != filepath.Join(other, "app") {
+		t.Errorf("absolute: %q %v", p, err)
+	}
+	_, err := lookPath("nosuchcmd", env)
+	if err == nil || err.Error() != `exec: "nosuchcmd": executable file not found in $PATH` {
+		t.Errorf("nosuchcmd: %v", err)
+	}
+	if _, err := lookPath("adir", env); err == nil {
+		t.Error("a directory was found as an executable")
+	}
+	if os.Geteuid() != 0 { // root may execute nothing that has no x bit either, but DAC is bypassed for reads only
+		if _, err := lookPath("data", env); err == nil {
+			t.Error("a non-executable file was found")
+		}
+	} else if _, err := lookPath("data", env); err == nil {
+		t.Error("a file without any x bit was found (root)")
+	}
+	if _, err := lookPath("app", []string{"HOME=/"}); err == nil {
+		t.Error("found without PATH")
+	}
+	if v, ok := envPath([]string{"PATH=/a", "X=1", "PATH=/b"}); !ok || v != "/b" {
+		t.Errorf("envPath = %q %v", v, ok)
+	}
+}

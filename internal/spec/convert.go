@@ -1,0 +1,388 @@
+package spec
+
+import (
+	"fmt"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// NewPlan validates s and converts it into a Plan. bundle is the bundle
+// directory; relative root and bind-source paths are resolved against it.
+// Every error wraps errdefs.ErrInvalidArgument and names the spec field.
+func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
+	if s == nil {
+		return nil, invalid("spec", "missing")
+	}
+	if !filepath.IsAbs(bundle) {
+		return nil, invalid("bundle", "%q is not an absolute path", bundle)
+	}
+	if err := checkUnsupportedTop(s); err != nil {
+		return nil, err
+	}
+	p := &Plan{}
+	var err error
+	if p.Root, p.RootReadonly, err = convertRoot(bundle, s.Root); err != nil {
+		return nil, err
+	}
+	l := s.Linux
+	if p.Namespaces, err = convertNamespaces(l.Namespaces); err != nil {
+		return nil, err
+	}
+	if err := checkUnsupportedLinux(l); err != nil {
+		return nil, err
+	}
+	if p.CgroupsPath, err = convertCgroupsPath(l.CgroupsPath); err != nil {
+		return nil, err
+	}
+	if p.Resources, err = convertResources(l.Resources); err != nil {
+		return nil, err
+	}
+	if p.RootPropagation, err = convertRootPropagation(l.RootfsPropagation); err != nil {
+		return nil, err
+	}
+	if p.Mounts, err = convertMounts(bundle, s.Mounts); err != nil {
+		return nil, err
+	}
+	p.SetupDev = !devIsBind(p.Mounts)
+	if p.Devices, err = convertDevices(l.Devices); err != nil {
+		return nil, err
+	}
+	if !p.SetupDev && len(l.Devices) > 0 {
+		return nil, invalid("linux.devices", "cannot create devices when /dev is a bind mount")
+	}
+	if err := checkUTS(s, p.Namespaces); err != nil {
+		return nil, err
+	}
+	p.Hostname, p.Domainname = s.Hostname, s.Domainname
+	if p.Sysctl, err = convertSysctl(l.Sysctl, p.Namespaces); err != nil {
+		return nil, err
+	}
+	if p.MaskedPaths, err = cleanPaths("linux.maskedPaths", l.MaskedPaths); err != nil {
+		return nil, err
+	}
+	if p.ReadonlyPaths, err = cleanPaths("linux.readonlyPaths", l.ReadonlyPaths); err != nil {
+		return nil, err
+	}
+	if p.Process, err = convertProcess(s.Process); err != nil {
+		return nil, err
+	}
+	p.OOMScoreAdj = s.Process.OOMScoreAdj
+	if a := p.OOMScoreAdj; a != nil && (*a < -1000 || *a > 1000) {
+		return nil, invalid("process.oomScoreAdj", "%d is outside [-1000, 1000]", *a)
+	}
+	return p, nil
+}
+
+func checkUnsupportedTop(s *specs.Spec) error {
+	if !strings.HasPrefix(s.Version, "1.") {
+		return invalid("ociVersion", "%q is not a 1.x version", s.Version)
+	}
+	if s.Process == nil {
+		return invalid("process", "missing")
+	}
+	if s.Linux == nil {
+		return invalid("linux", "missing")
+	}
+	if h := s.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+
+		len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
+		return unsupported("hooks")
+	}
+	switch {
+	case s.Solaris != nil:
+		return unsupported("solaris")
+	case s.Windows != nil:
+		return unsupported("windows")
+	case s.VM != nil:
+		return unsupported("vm")
+	case s.ZOS != nil:
+		return unsupported("zos")
+	case s.FreeBSD != nil:
+		return unsupported("freebsd")
+	}
+	return nil
+}
+
+func checkUnsupportedLinux(l *specs.Linux) error {
+	switch {
+	case len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0:
+		return unsupported("linux.uidMappings/gidMappings (user namespaces)")
+	case len(l.NetDevices) > 0:
+		return unsupported("linux.netDevices")
+	case l.Seccomp != nil:
+		return unsupported("linux.seccomp")
+	case l.MountLabel != "":
+		return unsupported("linux.mountLabel (SELinux)")
+	case l.IntelRdt != nil:
+		return unsupported("linux.intelRdt")
+	case l.MemoryPolicy != nil:
+		return unsupported("linux.memoryPolicy")
+	case l.Personality != nil:
+		return unsupported("linux.personality")
+	case len(l.TimeOffsets) > 0:
+		return unsupported("linux.timeOffsets")
+	}
+	return nil
+}
+
+func convertRoot(bundle string, r *specs.Root) (string, bool, error) {
+	if r == nil || r.Path == "" {
+		return "", false, invalid("root.path", "missing")
+	}
+	p := r.Path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(bundle, p)
+	}
+	p = filepath.Clean(p)
+	if p == "/" {
+		return "", false, invalid("root.path", "the host's / cannot be a container's root")
+	}
+	return p, r.Readonly, nil
+}
+
+// nsFlags maps the namespace types this runtime handles to CLONE_NEW*.
+var nsFlags = map[specs.LinuxNamespaceType]uint64{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+}
+
+func convertNamespaces(list []specs.LinuxNamespace) (Namespaces, error) {
+	var ns Namespaces
+	seen := map[specs.LinuxNamespaceType]bool{}
+	for i, n := range list {
+		field := fmt.Sprintf("linux.namespaces[%d]", i)
+		switch n.Type {
+		case specs.UserNamespace:
+			return ns, unsupported(field + `: namespace type "user"`)
+		case specs.TimeNamespace:
+			return ns, unsupported(field + `: namespace type "time"`)
+		}
+		flag, ok := nsFlags[n.Type]
+		if !ok {
+			return ns, invalid(field, "unknown namespace type %q", n.Type)
+		}
+		if seen[n.Type] {
+			return ns, invalid(field, "duplicate namespace type %q", n.Type)
+		}
+		seen[n.Type] = true
+		if n.Path == "" {
+			if n.Type == specs.CgroupNamespace {
+				ns.NewCgroupNS = true
+			} else {
+				ns.Create |= flag
+			}
+			continue
+		}
+		if !filepath.IsAbs(n.Path) {
+			return ns, invalid(field+".path", "%q is not an absolute path", n.Path)
+		}
+		if n.Type == specs.MountNamespace {
+			return ns, invalid(field+".path", "joining a mount namespace is not possible: the runtime needs a private mount namespace for pivot_root")
+		}
+		ns.Join = append(ns.Join, Join{Type: n.Type, Path: filepath.Clean(n.Path), Flag: flag})
+	}
+	if !seen[specs.MountNamespace] {
+		return ns, invalid("linux.namespaces", "no mount namespace: the runtime needs a private mount namespace")
+	}
+	return ns, nil
+}
+
+// has says whether the container has a namespace of that type, new or joined.
+func (ns Namespaces) has(t specs.LinuxNamespaceType) bool {
+	if t == specs.CgroupNamespace && ns.NewCgroupNS {
+		return true
+	}
+	if ns.Create&nsFlags[t] != 0 && t != specs.CgroupNamespace {
+		return true
+	}
+	for _, j := range ns.Join {
+		if j.Type == t {
+			return true
+		}
+	}
+	return false
+}
+
+func convertCgroupsPath(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	// The systemd form is "slice:prefix:name"; a cgroupfs path has no colon
+	// in practice and systemd's driver is not implemented.
+	if strings.Count(p, ":") == 2 && !strings.HasPrefix(p, "/") {
+		return "", unsupported(fmt.Sprintf("linux.cgroupsPath %q: the systemd cgroup driver (slice:prefix:name)", p))
+	}
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return "", invalid("linux.cgroupsPath", "%q must not contain \"..\"", p)
+		}
+	}
+	return p, nil
+}
+
+func convertResources(r *specs.LinuxResources) (*specs.LinuxResources, error) {
+	if r == nil {
+		return nil, nil
+	}
+	out := &specs.LinuxResources{}
+	for i, d := range r.Devices {
+		field := fmt.Sprintf("linux.resources.devices[%d]", i)
+		switch d.Type {
+		case "", "a", "b", "c":
+		default:
+			return nil, invalid(field+".type", "%q is not one of a, b, c", d.Type)
+		}
+		if strings.Trim(d.Access, "rwm") != "" {
+			return nil, invalid(field+".access", "%q has letters other than r, w, m", d.Access)
+		}
+		out.Devices = append(out.Devices, d)
+	}
+	if m := r.Memory; m != nil {
+		switch {
+		case m.Kernel != nil:
+			return nil, unsupported("linux.resources.memory.kernel")
+		case m.KernelTCP != nil:
+			return nil, unsupported("linux.resources.memory.kernelTCP")
+		case m.Swappiness != nil:
+			return nil, unsupported("linux.resources.memory.swappiness")
+		case m.DisableOOMKiller != nil:
+			return nil, unsupported("linux.resources.memory.disableOOMKiller")
+		case m.UseHierarchy != nil:
+			return nil, unsupported("linux.resources.memory.useHierarchy")
+		case m.CheckBeforeUpdate != nil:
+			return nil, unsupported("linux.resources.memory.checkBeforeUpdate")
+		}
+		out.Memory = &specs.LinuxMemory{Limit: m.Limit, Reservation: m.Reservation, Swap: m.Swap}
+	}
+	if c := r.CPU; c != nil {
+		switch {
+		case c.Burst != nil:
+			return nil, unsupported("linux.resources.cpu.burst")
+		case c.RealtimeRuntime != nil || c.RealtimePeriod != nil:
+			return nil, unsupported("linux.resources.cpu.realtimeRuntime/realtimePeriod")
+		case c.Idle != nil:
+			return nil, unsupported("linux.resources.cpu.idle")
+		}
+		out.CPU = &specs.LinuxCPU{Shares: c.Shares, Quota: c.Quota, Period: c.Period, Cpus: c.Cpus, Mems: c.Mems}
+	}
+	if p := r.Pids; p != nil {
+		out.Pids = &specs.LinuxPids{Limit: p.Limit}
+	}
+	if b := r.BlockIO; b != nil && (b.Weight != nil || b.LeafWeight != nil || len(b.WeightDevice) > 0 ||
+		len(b.ThrottleReadBpsDevice) > 0 || len(b.ThrottleWriteBpsDevice) > 0 ||
+		len(b.ThrottleReadIOPSDevice) > 0 || len(b.ThrottleWriteIOPSDevice) > 0) {
+		return nil, unsupported("linux.resources.blockIO")
+	}
+	if len(r.HugepageLimits) > 0 {
+		return nil, unsupported("linux.resources.hugepageLimits")
+	}
+	if n := r.Network; n != nil && (n.ClassID != nil || len(n.Priorities) > 0) {
+		return nil, unsupported("linux.resources.network")
+	}
+	if len(r.Rdma) > 0 {
+		return nil, unsupported("linux.resources.rdma")
+	}
+	if len(r.Unified) > 0 {
+		return nil, unsupported("linux.resources.unified")
+	}
+	return out, nil
+}
+
+func convertRootPropagation(p string) (uint64, error) {
+	if p == "" {
+		return unix.MS_SLAVE | unix.MS_REC, nil
+	}
+	f, ok := propagationFlags[p]
+	if !ok {
+		return 0, invalid("linux.rootfsPropagation", "%q is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable", p)
+	}
+	return f, nil
+}
+
+func checkUTS(s *specs.Spec, ns Namespaces) error {
+	if s.Hostname != "" && !ns.has(specs.UTSNamespace) {
+		return invalid("hostname", "setting the hostname needs a uts namespace")
+	}
+	if s.Domainname != "" && !ns.has(specs.UTSNamespace) {
+		return invalid("domainname", "setting the domainname needs a uts namespace")
+	}
+	return nil
+}
+
+func cleanPaths(field string, in []string) ([]string, error) {
+	var out []string
+	for i, p := range in {
+		if !path.IsAbs(p) {
+			return nil, invalid(fmt.Sprintf("%s[%d]", field, i), "%q is not an absolute path", p)
+		}
+		out = append(out, path.Clean(p))
+	}
+	return out, nil
+}
+
+func convertProcess(sp *specs.Process) (Process, error) {
+	var p Process
+	switch {
+	case sp.Terminal:
+		return p, unsupported("process.terminal=true")
+	case sp.ApparmorProfile != "":
+		return p, unsupported("process.apparmorProfile")
+	case sp.SelinuxLabel != "":
+		return p, unsupported("process.selinuxLabel")
+	case sp.Scheduler != nil:
+		return p, unsupported("process.scheduler")
+	case sp.IOPriority != nil:
+		return p, unsupported("process.ioPriority")
+	case sp.ExecCPUAffinity != nil:
+		return p, unsupported("process.execCPUAffinity")
+	case sp.CommandLine != "":
+		return p, unsupported("process.commandLine")
+	case sp.User.Username != "":
+		return p, unsupported("process.user.username")
+	}
+	if len(sp.Args) == 0 || sp.Args[0] == "" {
+		return p, invalid("process.args", "missing: nothing to execute")
+	}
+	if !path.IsAbs(sp.Cwd) {
+		return p, invalid("process.cwd", "%q is not an absolute path", sp.Cwd)
+	}
+	for i, e := range sp.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return p, invalid(fmt.Sprintf("process.env[%d]", i), "%q is not KEY=value", e)
+		}
+		if strings.ContainsRune(e, 0) {
+			return p, invalid(fmt.Sprintf("process.env[%d]", i), "contains a NUL byte")
+		}
+	}
+	for i, a := range sp.Args {
+		if strings.ContainsRune(a, 0) {
+			return p, invalid(fmt.Sprintf("process.args[%d]", i), "contains a NUL byte")
+		}
+	}
+	p.Args = slices.Clone(sp.Args)
+	p.Env = slices.Clone(sp.Env)
+	p.Cwd = path.Clean(sp.Cwd)
+	p.UID, p.GID = sp.User.UID, sp.User.GID
+	p.AdditionalGids = slices.Clone(sp.User.AdditionalGids)
+	p.Umask = sp.User.Umask
+	if p.Umask != nil && *p.Umask > 0o777 {
+		return p, invalid("process.user.umask", "%#o has bits outside 0777", *p.Umask)
+	}
+	p.NoNewPrivileges = sp.NoNewPrivileges
+	var err error
+	if p.Capabilities, err = convertCapabilities(sp.Capabilities); err != nil {
+		return p, err
+	}
+	if p.Rlimits, err = convertRlimits(sp.Rlimits); err != nil {
+		return p, err
+	}
+	return p, nil
+}

@@ -1,0 +1,147 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// stdio holds the container's three fds until they are handed to clone3, and
+// the shim's keep-alive readers afterwards.
+type stdio struct {
+	child [3]*os.File
+	// keep holds a reader on each output fifo for the container's life, so
+	// a container writing after its client went away does not die of
+	// SIGPIPE (containerd's runc shim does the same).
+	keep []*os.File
+	// logger is the binary:// logging process, if any.
+	logger *logger
+}
+
+// openStdio opens the IO containerd asked for. Fifos are handed to the
+// container directly: no copy goroutines, no pipes in between.
+func openStdio(ctx context.Context, id, ns, in, out, errp string) (_ *stdio, err error) {
+	s := &stdio{}
+	defer func() {
+		if err != nil {
+			s.closeChild()
+			s.close()
+		}
+	}()
+	if s.child[0], err = openInput(in); err != nil {
+		return nil, fmt.Errorf("stdin %q: %w", in, err)
+	}
+	if u, err := url.Parse(out); err == nil && u.Scheme == "binary" {
+		if errp != out {
+			return nil, fmt.Errorf("stdout %q and stderr %q: a logging binary must take both: %w", out, errp, errdefs.ErrInvalidArgument)
+		}
+		if s.logger, err = startLogger(ctx, u, id, ns); err != nil {
+			return nil, err
+		}
+		s.child[1], s.child[2] = s.logger.stdout, s.logger.stderr
+		return s, nil
+	}
+	for i, p := range []string{out, errp} {
+		f, keep, err := s.openOutput(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", []string{"stdout", "stderr"}[i], p, err)
+		}
+		s.child[i+1] = f
+		if keep != nil {
+			s.keep = append(s.keep, keep)
+		}
+	}
+	return s, nil
+}
+
+func openInput(p string) (*os.File, error) {
+	if p == "" {
+		return os.Open(os.DevNull)
+	}
+	if isURI(p) {
+		return nil, fmt.Errorf("stdin from a URI: %w", errdefs.ErrNotImplemented)
+	}
+	// O_NONBLOCK: opening a fifo for reading must not wait for a writer.
+	f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	// The container reads with blocking semantics.
+	if err := unix.SetNonblock(int(f.Fd()), false); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (s *stdio) openOutput(p string) (child, keep *os.File, err error) {
+	if p == "" {
+		f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		return f, nil, err
+	}
+	if isURI(p) {
+		u, err := url.Parse(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+		}
+		if u.Scheme != "file" {
+			// binary:// is handled by openStdio for both streams.
+			return nil, nil, fmt.Errorf("%s:// logging is not supported by io.containerd.autokill.v1 yet: %w", u.Scheme, errdefs.ErrNotImplemented)
+		}
+		f, err := os.OpenFile(u.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		return f, nil, err
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st.Mode()&os.ModeNamedPipe == 0 {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		return f, nil, err
+	}
+	// Our reader first, so that opening for writing never blocks.
+	keep, err = os.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	child, err = os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		keep.Close()
+		return nil, nil, err
+	}
+	return child, keep, nil
+}
+
+func isURI(p string) bool {
+	u, err := url.Parse(p)
+	return err == nil && u.Scheme != "" && len(u.Scheme) > 1
+}
+
+// closeChild drops the shim's copies of the container's fds once clone3 has
+// duplicated them: readers must see EOF when the container's last writer ends.
+func (s *stdio) closeChild() {
+	for i, f := range s.child {
+		if f != nil {
+			f.Close()
+			s.child[i] = nil
+		}
+	}
+}
+
+func (s *stdio) close() error {
+	var errs []error
+	for _, f := range s.keep {
+		errs = append(errs, f.Close())
+	}
+	s.keep = nil
+	if s.logger != nil {
+		errs = append(errs, s.logger.wait())
+		s.logger = nil
+	}
+	return errors.Join(errs...)
+}
