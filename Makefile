@@ -11,8 +11,13 @@ IMAGE_TAR := $(AUTOKILL_CACHE)/images/busybox.tar
 
 all: build
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X github.com/autokill/containerd-shim-autokill-v1/pkg/shim.Version=$(VERSION) \
+	-X github.com/autokill/containerd-shim-autokill-v1/pkg/shim.Revision=$(REVISION)
+
 build:
-	$(GO) build -trimpath -o bin/containerd-shim-autokill-v1 ./cmd/containerd-shim-autokill-v1
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/containerd-shim-autokill-v1 ./cmd/containerd-shim-autokill-v1
 
 # Debian's containerd 1.6/runc/crun/busybox-static, containerd 2.4.2 built from the module proxy,
 # and the busybox OCI image tar.

@@ -26,3 +26,10 @@ var setupExe = sync.OnceValues(func() (*os.File, error) {
 	}
 	return os.NewFile(uintptr(fd), "shim-exe-ro"), nil
 })
+
+// Prepare does once per daemon what every Create needs, so that the first
+// Create does not pay for it.
+func Prepare() error {
+	_, err := setupExe()
+	return err
+}

@@ -1,0 +1,335 @@
+package shim
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/autokill/containerd-shim-autokill-v1/pkg/process"
+)
+
+// task is what the service needs of a container: the methods of
+// *process.Container it calls, so that tests can use a fake.
+type task interface {
+	Start(ctx context.Context) (uint32, error)
+	Kill(ctx context.Context, signal uint32, all bool) error
+	State() process.StateInfo
+	Wait(ctx context.Context) (process.Exit, error)
+	Delete(ctx context.Context) (process.Exit, error)
+	Pids(ctx context.Context) ([]process.ProcessInfo, error)
+}
+
+// createFunc creates a task; processCreate in the daemon, a fake in tests.
+type createFunc func(ctx context.Context, cfg process.CreateConfig, pub process.Publisher) (task, error)
+
+func processCreate(ctx context.Context, cfg process.CreateConfig, pub process.Publisher) (task, error) {
+	c, err := process.Create(ctx, cfg, pub)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return c, nil
+}
+
+// service maps containerd's task API (v2) onto tasks. Errors are errdefs
+// errors; newServer turns them into gRPC codes at the ttrpc boundary.
+type service struct {
+	create   createFunc
+	pub      process.Publisher
+	shutdown func() // called once, when Shutdown finds no task left
+
+	mu      sync.Mutex
+	tasks   map[string]task // a nil task is being created
+	closing bool
+}
+
+var _ taskapi.TTRPCTaskService = (*service)(nil)
+
+func newService(create createFunc, pub process.Publisher, shutdown func()) *service {
+	return &service{create: create, pub: pub, shutdown: shutdown, tasks: map[string]task{}}
+}
+
+// newServer is the ttrpc server of the daemon: the task service, with every
+// error converted from errdefs to its gRPC code, the only place that does.
+func newServer(svc taskapi.TTRPCTaskService) (*ttrpc.Server, error) {
+	s, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(
+		func(ctx context.Context, um ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+			resp, err := m(ctx, um)
+			if err != nil {
+				log.G(ctx).WithError(err).WithField("method", info.FullMethod).Debug("request failed")
+			}
+			return resp, errgrpc.ToGRPC(err)
+		}))
+	if err != nil {
+		return nil, err
+	}
+	taskapi.RegisterTTRPCTaskService(s, svc)
+	return s, nil
+}
+
+var empty = &emptypb.Empty{}
+
+func (s *service) get(id string) (task, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tasks[id]
+	if t == nil {
+		return nil, fmt.Errorf("task %q: %w", id, errdefs.ErrNotFound)
+	}
+	return t, nil
+}
+
+// noExec rejects calls for an exec'd process: execs are not supported yet.
+func noExec(execID string) error {
+	if execID != "" {
+		return fmt.Errorf("exec %q: %w", execID, errdefs.ErrNotImplemented)
+	}
+	return nil
+}
+
+// Create creates the container. The id is reserved while process.Create
+// runs without the lock, and released if it fails.
+func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
+	if r.ID == "" {
+		return nil, fmt.Errorf("create: empty id: %w", errdefs.ErrInvalidArgument)
+	}
+	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
+		return nil, fmt.Errorf("create %s from checkpoint: %w", r.ID, errdefs.ErrNotImplemented)
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("create %s: shim is shutting down: %w", r.ID, errdefs.ErrFailedPrecondition)
+	}
+	if _, ok := s.tasks[r.ID]; ok {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("task %q: %w", r.ID, errdefs.ErrAlreadyExists)
+	}
+	s.tasks[r.ID] = nil
+	s.mu.Unlock()
+
+	cfg := process.CreateConfig{
+		Namespace: requestNamespace(ctx),
+		ID:        r.ID,
+		Bundle:    r.Bundle,
+		Rootfs:    r.Rootfs,
+		Terminal:  r.Terminal,
+		Stdin:     r.Stdin,
+		Stdout:    r.Stdout,
+		Stderr:    r.Stderr,
+	}
+	if r.Options != nil {
+		cfg.Options = r.Options
+	}
+	t, err := s.create(ctx, cfg, s.pub)
+
+	s.mu.Lock()
+	if err != nil || t == nil {
+		delete(s.tasks, r.ID)
+		s.mu.Unlock()
+		if err == nil {
+			err = fmt.Errorf("create %s: no task: %w", r.ID, errdefs.ErrUnknown)
+		}
+		return nil, err
+	}
+	s.tasks[r.ID] = t
+	s.mu.Unlock()
+	return &taskapi.CreateTaskResponse{Pid: t.State().Pid}, nil
+}
+
+func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, err
+	}
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	pid, err := t.Start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &taskapi.StartResponse{Pid: pid}, nil
+}
+
+func taskStatus(st process.Status) tasktypes.Status {
+	switch st {
+	case process.StatusCreated:
+		return tasktypes.Status_CREATED
+	case process.StatusRunning:
+		return tasktypes.Status_RUNNING
+	case process.StatusStopped, process.StatusDeleted:
+		return tasktypes.Status_STOPPED
+	}
+	return tasktypes.Status_UNKNOWN
+}
+
+func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, err
+	}
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	st := t.State()
+	return &taskapi.StateResponse{
+		ID:         r.ID,
+		Bundle:     st.Bundle,
+		Pid:        st.Pid,
+		Status:     taskStatus(st.Status),
+		Stdin:      st.Stdin,
+		Stdout:     st.Stdout,
+		Stderr:     st.Stderr,
+		Terminal:   st.Terminal,
+		ExitStatus: st.Exit.Status,
+		ExitedAt:   timestamppb.New(st.Exit.At),
+	}, nil
+}
+
+func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, err
+	}
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Kill(ctx, r.Signal, r.All); err != nil {
+		return nil, err
+	}
+	return empty, nil
+}
+
+func (s *service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, err
+	}
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	exit, err := t.Wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &taskapi.WaitResponse{ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.At)}, nil
+}
+
+// Delete deletes the container and forgets it once that succeeded.
+func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
+	if err := noExec(r.ExecID); err != nil {
+		return nil, err
+	}
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	exit, err := t.Delete(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if s.tasks[r.ID] == t {
+		delete(s.tasks, r.ID)
+	}
+	s.mu.Unlock()
+	return deleteResponse(exit), nil
+}
+
+func (s *service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.PidsResponse, error) {
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := t.Pids(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskapi.PidsResponse{Processes: make([]*tasktypes.ProcessInfo, 0, len(ps))}
+	for _, p := range ps {
+		resp.Processes = append(resp.Processes, &tasktypes.ProcessInfo{Pid: p.Pid})
+	}
+	return resp, nil
+}
+
+// Connect answers with the shim's pid and, when the task is known, its pid.
+// Like containerd's runc shim it does not fail for an unknown id: containerd
+// calls it to find the shim.
+func (s *service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*taskapi.ConnectResponse, error) {
+	resp := &taskapi.ConnectResponse{ShimPid: uint32(os.Getpid())}
+	if t, err := s.get(r.ID); err == nil {
+		resp.TaskPid = t.State().Pid
+	}
+	return resp, nil
+}
+
+// Shutdown does nothing while the daemon serves a task (other containers of
+// its group); otherwise it arranges the daemon's exit, which happens after
+// this response has been sent.
+func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.tasks) > 0 {
+		return empty, nil
+	}
+	if !s.closing {
+		s.closing = true
+		s.shutdown()
+	}
+	return empty, nil
+}
+
+func notImplemented(what, id string) error {
+	return fmt.Errorf("%s %s: %w", what, id, errdefs.ErrNotImplemented)
+}
+
+func (s *service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("pause", r.ID)
+}
+
+func (s *service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("resume", r.ID)
+}
+
+func (s *service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("checkpoint", r.ID)
+}
+
+func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("exec", r.ID)
+}
+
+func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("resize pty", r.ID)
+}
+
+func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("close io", r.ID)
+}
+
+func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
+	return nil, notImplemented("update", r.ID)
+}
+
+func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
+	return nil, notImplemented("stats", r.ID)
+}
+
+// requestNamespace is containerd's namespace of a request, from the header
+// its ttrpc client sets.
+func requestNamespace(ctx context.Context) string {
+	if v, ok := ttrpc.GetMetadataValue(ctx, "containerd-namespace-ttrpc"); ok {
+		return v
+	}
+	return os.Getenv("NAMESPACE")
+}
