@@ -55,7 +55,7 @@ func TestExitStatusReachesContainerd(t *testing.T) {
 		// pid 1 of a pid namespace is immune to SIGTERM without a handler:
 		// run in the host's pid namespace so the signal kills.
 		id := newContainerID(t)
-		ti := runDetached(t, id, 1, []string{"--with-ns", "pid:/proc/1/ns/pid"}, "exec sleep 1000")
+		ti := runDetached(t, id, 1, []string{"--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", os.Getpid())}, "exec sleep 1000")
 		if r := ctrResult(t, "tasks", "kill", id); r.Code != 0 {
 			t.Fatalf("%s", r)
 		}

@@ -129,11 +129,16 @@ type directShim struct {
 
 func startDirectShim(t *testing.T, id, bundle string) *directShim {
 	t.Helper()
+	return startDirectShimBinary(t, shimPath, id, bundle)
+}
+
+func startDirectShimBinary(t *testing.T, binary, id, bundle string) *directShim {
+	t.Helper()
 	if shimPath == "" {
 		t.Skip("AUTOKILL_SHIM not set: these tests drive our shim directly")
 	}
 	sink := newEventSink(t)
-	cmd := exec.Command(shimPath, "-namespace", directNamespace, "-address", "/run/autokill-none/containerd.sock",
+	cmd := exec.Command(binary, "-namespace", directNamespace, "-address", "/run/autokill-none/containerd.sock",
 		"-publish-binary", "/bin/true", "-id", id, "start")
 	cmd.Dir = bundle
 	cmd.Env = []string{"TTRPC_ADDRESS=" + sink.addr, "GRPC_ADDRESS=/run/autokill-none/containerd.sock", "NAMESPACE=" + directNamespace, "PATH=" + os.Getenv("PATH")}
@@ -516,11 +521,27 @@ func TestDirectTaskAPICodes(t *testing.T) {
 func TestDirectShimBinaryNotWritable(t *testing.T) {
 	b := newBundle(t, "direct-exe")
 	b.write(t)
-	s := startDirectShim(t, "direct-exe", b.dir)
+	// A private copy of the shim: once its daemon is gone nothing executes
+	// it, so only the read-only mount can refuse the write (ETXTBSY can't).
+	data, err := os.ReadFile(shimPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary := filepath.Join(t.TempDir(), "containerd-shim-autokill-v1")
+	if err := os.WriteFile(binary, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := startDirectShimBinary(t, binary, "direct-exe", b.dir)
 	ctx := nsCtx(t)
 	resp, err := s.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "direct-exe", Bundle: b.dir})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The link reads "/" (the root of a detached mount): compare inodes.
+	exeSt, err1 := os.Stat(fmt.Sprintf("/proc/%d/exe", resp.Pid))
+	binSt, err2 := os.Stat(binary)
+	if err1 != nil || err2 != nil || !os.SameFile(exeSt, binSt) {
+		t.Fatalf("init %d between Create and Start is not the setup face (%v, %v)", resp.Pid, err1, err2)
 	}
 	// Between Create and Start the init is the setup face: the shim binary.
 	exe := fmt.Sprintf("/proc/%d/exe", resp.Pid)
@@ -543,6 +564,10 @@ func TestDirectShimBinaryNotWritable(t *testing.T) {
 	if _, err := s.task.Delete(ctx, &taskapi.DeleteRequest{ID: "direct-exe"}); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
+	_, _ = s.task.Shutdown(ctx, &taskapi.ShutdownRequest{ID: "direct-exe"})
+	waitFor(t, timeout(10*time.Second), "the shim daemon to exit", func() bool {
+		return !alive(s.pid)
+	}, nil)
 	w, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", p.Fd()), os.O_WRONLY, 0)
 	if err == nil {
 		w.Close()
