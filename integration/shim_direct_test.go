@@ -568,7 +568,17 @@ func TestDirectShimBinaryNotWritable(t *testing.T) {
 	waitFor(t, timeout(10*time.Second), "the shim daemon to exit", func() bool {
 		return !alive(s.pid)
 	}, nil)
-	w, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", p.Fd()), os.O_WRONLY, 0)
+	// A dying multithreaded daemon shows as a zombie while its other
+	// threads still map the binary: ETXTBSY until they are gone.
+	var w *os.File
+	deadline := time.Now().Add(timeout(10 * time.Second))
+	for {
+		w, err = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", p.Fd()), os.O_WRONLY, 0)
+		if !errors.Is(err, syscall.ETXTBSY) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err == nil {
 		w.Close()
 		t.Fatal("reopened the shim binary for writing through an O_PATH handle on the setup face's exe")
