@@ -14,10 +14,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var flagOptions = map[string]struct {
-	clear bool
-	flag  uintptr
-}{
+// Flag is the effect of one mount option: set or clear an MS_* flag.
+type Flag struct {
+	Clear bool
+	Flag  uint64
+}
+
+// Flags is the usual mount(8) option table, shared by the rootfs mounts of
+// a Create request and the spec mounts.
+var Flags = map[string]Flag{
 	"async":         {true, unix.MS_SYNCHRONOUS},
 	"atime":         {true, unix.MS_NOATIME},
 	"bind":          {false, unix.MS_BIND},
@@ -26,22 +31,27 @@ var flagOptions = map[string]struct {
 	"diratime":      {true, unix.MS_NODIRATIME},
 	"dirsync":       {false, unix.MS_DIRSYNC},
 	"exec":          {true, unix.MS_NOEXEC},
-	"mand":          {false, unix.MS_MANDLOCK},
+	"iversion":      {false, unix.MS_I_VERSION},
+	"lazytime":      {false, unix.MS_LAZYTIME},
+	"loud":          {true, unix.MS_SILENT},
 	"noatime":       {false, unix.MS_NOATIME},
 	"nodev":         {false, unix.MS_NODEV},
 	"nodiratime":    {false, unix.MS_NODIRATIME},
 	"noexec":        {false, unix.MS_NOEXEC},
-	"nomand":        {true, unix.MS_MANDLOCK},
+	"noiversion":    {true, unix.MS_I_VERSION},
+	"nolazytime":    {true, unix.MS_LAZYTIME},
 	"norelatime":    {true, unix.MS_RELATIME},
 	"nostrictatime": {true, unix.MS_STRICTATIME},
 	"nosuid":        {false, unix.MS_NOSUID},
+	"nosymfollow":   {false, unix.MS_NOSYMFOLLOW},
 	"rbind":         {false, unix.MS_BIND | unix.MS_REC},
 	"relatime":      {false, unix.MS_RELATIME},
-	"remount":       {false, unix.MS_REMOUNT},
 	"ro":            {false, unix.MS_RDONLY},
 	"rw":            {true, unix.MS_RDONLY},
+	"silent":        {false, unix.MS_SILENT},
 	"strictatime":   {false, unix.MS_STRICTATIME},
 	"suid":          {true, unix.MS_NOSUID},
+	"symfollow":     {true, unix.MS_NOSYMFOLLOW},
 	"sync":          {false, unix.MS_SYNCHRONOUS},
 }
 
@@ -49,11 +59,11 @@ var flagOptions = map[string]struct {
 func ParseOptions(options []string) (flags uintptr, data string) {
 	var rest []string
 	for _, o := range options {
-		if f, ok := flagOptions[o]; ok {
-			if f.clear {
-				flags &^= f.flag
+		if f, ok := Flags[o]; ok {
+			if f.Clear {
+				flags &^= uintptr(f.Flag)
 			} else {
-				flags |= f.flag
+				flags |= uintptr(f.Flag)
 			}
 			continue
 		}

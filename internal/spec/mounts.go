@@ -7,48 +7,10 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
 	"golang.org/x/sys/unix"
 )
-
-// mountFlag is the effect of one option: set or clear flag.
-type mountFlag struct {
-	clear bool
-	flag  uint64
-}
-
-// mountFlags is the usual mount(8) option table.
-var mountFlags = map[string]mountFlag{
-	"async":         {true, unix.MS_SYNCHRONOUS},
-	"atime":         {true, unix.MS_NOATIME},
-	"bind":          {false, unix.MS_BIND},
-	"defaults":      {false, 0},
-	"dev":           {true, unix.MS_NODEV},
-	"diratime":      {true, unix.MS_NODIRATIME},
-	"dirsync":       {false, unix.MS_DIRSYNC},
-	"exec":          {true, unix.MS_NOEXEC},
-	"iversion":      {false, unix.MS_I_VERSION},
-	"lazytime":      {false, unix.MS_LAZYTIME},
-	"loud":          {true, unix.MS_SILENT},
-	"noatime":       {false, unix.MS_NOATIME},
-	"nodev":         {false, unix.MS_NODEV},
-	"nodiratime":    {false, unix.MS_NODIRATIME},
-	"noexec":        {false, unix.MS_NOEXEC},
-	"noiversion":    {true, unix.MS_I_VERSION},
-	"nolazytime":    {true, unix.MS_LAZYTIME},
-	"norelatime":    {true, unix.MS_RELATIME},
-	"nostrictatime": {true, unix.MS_STRICTATIME},
-	"nosuid":        {false, unix.MS_NOSUID},
-	"nosymfollow":   {false, unix.MS_NOSYMFOLLOW},
-	"rbind":         {false, unix.MS_BIND | unix.MS_REC},
-	"relatime":      {false, unix.MS_RELATIME},
-	"ro":            {false, unix.MS_RDONLY},
-	"rw":            {true, unix.MS_RDONLY},
-	"silent":        {false, unix.MS_SILENT},
-	"strictatime":   {false, unix.MS_STRICTATIME},
-	"suid":          {true, unix.MS_NOSUID},
-	"symfollow":     {true, unix.MS_NOSYMFOLLOW},
-	"sync":          {false, unix.MS_SYNCHRONOUS},
-}
 
 // propagationFlags are the propagation options, also used for
 // linux.rootfsPropagation.
@@ -78,11 +40,11 @@ var unsupportedOptions = map[string]bool{
 func ParseMountOptions(opts []string) (flags uint64, propagation []uint64, data string, err error) {
 	var rest []string
 	for _, o := range opts {
-		if f, ok := mountFlags[o]; ok {
-			if f.clear {
-				flags &^= f.flag
+		if f, ok := mount.Flags[o]; ok {
+			if f.Clear {
+				flags &^= f.Flag
 			} else {
-				flags |= f.flag
+				flags |= f.Flag
 			}
 			continue
 		}
