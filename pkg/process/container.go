@@ -233,7 +233,12 @@ func (c *Container) watch() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.exit = Exit{Pid: uint32(c.proc.Pid()), Status: uint32(e.Status), At: e.At}
-	c.status = StatusStopped
+	to, err := next(opExit, c.status)
+	if err != nil {
+		// Cannot happen: only created and running inits exist to exit.
+		log.G(ctx).WithError(err).WithField("id", c.id).Error("exit in unexpected state")
+	}
+	c.status = to
 	c.publish(ctx, "/tasks/exit", &eventstypes.TaskExit{
 		ContainerID: c.id,
 		ID:          c.id,
@@ -252,19 +257,20 @@ func (c *Container) ID() string { return c.id }
 func (c *Container) Start(ctx context.Context) (uint32, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.status != StatusCreated {
-		return 0, fmt.Errorf("start %s: container is %s: %w", c.id, c.status, errdefs.ErrFailedPrecondition)
+	to, err := next(opStart, c.status)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", c.id, err)
 	}
 	if err := c.sync.SendStart(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.id, err)
 	}
-	err := c.sync.RecvExec()
+	err = c.sync.RecvExec()
 	c.sync.Close()
 	c.sync = nil
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.id, err)
 	}
-	c.status = StatusRunning
+	c.status = to
 	pid := uint32(c.proc.Pid())
 	c.publish(ctx, "/tasks/start", &eventstypes.TaskStart{ContainerID: c.id, Pid: pid})
 	return pid, nil
@@ -274,10 +280,10 @@ func (c *Container) Start(ctx context.Context) (uint32, error) {
 // container. NotFound once the container has no process left.
 func (c *Container) Kill(ctx context.Context, signal uint32, all bool) error {
 	c.mu.Lock()
-	status := c.status
+	_, err := next(opKill, c.status)
 	c.mu.Unlock()
-	if status == StatusStopped || status == StatusDeleted {
-		return fmt.Errorf("kill %s: process already finished: %w", c.id, errdefs.ErrNotFound)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.id, err)
 	}
 	sig := syscall.Signal(signal)
 	if all && c.cg != nil {
@@ -330,13 +336,12 @@ func (c *Container) Wait(ctx context.Context) (Exit, error) {
 func (c *Container) Delete(ctx context.Context) (Exit, error) {
 	c.mu.Lock()
 	status := c.status
+	_, err := next(opDelete, status)
 	c.mu.Unlock()
-	switch status {
-	case StatusRunning:
-		return Exit{}, fmt.Errorf("delete %s: container is running: %w", c.id, errdefs.ErrFailedPrecondition)
-	case StatusDeleted:
-		return Exit{}, fmt.Errorf("delete %s: %w", c.id, errdefs.ErrNotFound)
-	case StatusCreated:
+	if err != nil {
+		return Exit{}, fmt.Errorf("%s: %w", c.id, err)
+	}
+	if status == StatusCreated {
 		// Never started: the waiting setup face is killed, as runc does.
 		if err := c.proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, pidfd.ErrExited) {
 			return Exit{}, fmt.Errorf("delete %s: %w", c.id, err)
@@ -349,14 +354,16 @@ func (c *Container) Delete(ctx context.Context) (Exit, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.status == StatusDeleted {
-		return Exit{}, fmt.Errorf("delete %s: %w", c.id, errdefs.ErrNotFound)
+	// Another Delete may have won the race while we waited.
+	to, err := next(opDelete, c.status)
+	if err != nil {
+		return Exit{}, fmt.Errorf("%s: %w", c.id, err)
 	}
 	if err := c.cleanup(ctx); err != nil {
 		return Exit{}, fmt.Errorf("delete %s: %w", c.id, err)
 	}
 	c.proc.Close()
-	c.status = StatusDeleted
+	c.status = to
 	c.publish(ctx, "/tasks/delete", &eventstypes.TaskDelete{
 		ContainerID: c.id,
 		ID:          c.id,
