@@ -54,5 +54,15 @@ test:
 demo:
 	hack/demo.sh
 
+# Benchmark against containerd's runc shim (docs/bench/, README). BENCH_CONTAINERD=2.4.2 or 1.6,2.4.2
+# for the other containerd; bench-quick is the smoke run for the test suite (temp dir, < 2 min).
+.PHONY: bench bench-quick
+BENCH_CONTAINERD ?= 1.6
+bench: build
+	BENCH_CONTAINERD=$(BENCH_CONTAINERD) hack/bench.sh full
+
+bench-quick: build
+	BENCH_CONTAINERD=$(BENCH_CONTAINERD) hack/bench.sh quick
+
 clean:
 	rm -rf bin

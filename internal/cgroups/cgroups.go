@@ -52,7 +52,7 @@ func New(path string, res *specs.LinuxResources) (Manager, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create cgroup v2 %s: %w", path, err)
 		}
-		dir, err := os.OpenFile(filepath.Join(unifiedRoot, path), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		dir, err := os.OpenFile(filepath.Join(unifiedRoot, path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			_ = m.Delete()
 			return nil, fmt.Errorf("open cgroup v2 %s: %w", path, err)
