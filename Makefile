@@ -30,7 +30,7 @@ image:
 
 test-unit:
 	$(GO) vet ./...
-	$(GO) test -race ./pkg/... ./internal/... ./cmd/...
+	$(GO) test -race ./pkg/... ./internal/... ./cmd/... ./bench/...
 
 # Integration tests on this host's kernel, against containerd 1.6 and 2.4.2.
 test-host: build
@@ -49,6 +49,7 @@ test:
 	$(MAKE) deps
 	$(MAKE) test-unit
 	$(MAKE) test-host
+	$(MAKE) bench-quick
 	$(MAKE) test-vm
 
 demo:

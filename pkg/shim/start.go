@@ -72,7 +72,7 @@ func runStart(ctx context.Context, f flags, stdin *os.File, stdout io.Writer) er
 		}
 	}
 	if os.Getenv("GOMAXPROCS") == "" {
-		env = append(env, "GOMAXPROCS=2")
+		env = append(env, "GOMAXPROCS=1")
 	}
 
 	group, err := groupID(f.bundle, f.id)
