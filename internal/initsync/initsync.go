@@ -4,7 +4,10 @@
 //
 //	daemon                              setup face (pid 1 of the container)
 //	  SendPlan(plan)  ───────────────▶  RecvPlan
-//	                                     rootfs, mounts, devices, pivot_root, ...
+//	  [v1: cgroup attach]                rootfs, mounts, ... (not cgroup-related)
+//	  SendJoined      ───────────────▶  RecvJoined, before the first step that
+//	                                     needs its cgroup (cgroupns, cgroup mounts)
+//	                                     ..., devices, pivot_root, ...
 //	  RecvReady       ◀───────────────  Ready()          or Fail(err)
 //	  SendStart       ───────────────▶  RecvStart
 //	                                     execve(entrypoint)
@@ -38,6 +41,10 @@ const (
 	kindPlan  kind = "plan"
 	kindReady kind = "ready"
 	kindStart kind = "start"
+	// kindJoined: the daemon has put the child into its cgroup. Sent after
+	// the plan so that the slow cgroup v1 attach (an RCU wait of ~10 ms)
+	// overlaps with the setup face's mounts.
+	kindJoined kind = "joined"
 	kindFail  kind = "fail"
 )
 
@@ -133,6 +140,12 @@ func (c *Conn) send(m message) error {
 func (c *Conn) recv() (message, error) {
 	buf := make([]byte, maxPacket)
 	n, err := c.f.Read(buf)
+	if errors.Is(err, unix.ECONNRESET) {
+		// A peer that exits with one of our messages unread leaves
+		// ECONNRESET, which the kernel reports (once) ahead of the
+		// messages the peer sent before: its Fail is still queued.
+		n, err = c.f.Read(buf)
+	}
 	if err == io.EOF || (err == nil && n == 0) {
 		return message{}, ErrClosed
 	}
@@ -177,6 +190,12 @@ func (c *Conn) RecvPlan(v any) error {
 	}
 	return json.Unmarshal(m.Plan, v)
 }
+
+// SendJoined tells the setup face it is in its cgroup.
+func (c *Conn) SendJoined() error { return c.send(message{Kind: kindJoined}) }
+
+// RecvJoined waits for SendJoined.
+func (c *Conn) RecvJoined() error { _, err := c.expect(kindJoined); return err }
 
 // Ready tells the daemon that setup is done and the init waits for start.
 func (c *Conn) Ready() error { return c.send(message{Kind: kindReady}) }

@@ -21,6 +21,10 @@ func TestProtocol(t *testing.T) {
 			child.Fail(fmt.Errorf("bad plan %+v %v", p, err))
 			return
 		}
+		if err := child.RecvJoined(); err != nil {
+			child.Fail(err)
+			return
+		}
 		child.Ready()
 		if child.RecvStart() != nil {
 			return
@@ -28,6 +32,9 @@ func TestProtocol(t *testing.T) {
 		child.Close() // what a successful exec looks like
 	}()
 	if err := parent.SendPlan(plan{Hostname: "box"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.SendJoined(); err != nil {
 		t.Fatal(err)
 	}
 	if err := parent.RecvReady(); err != nil {
@@ -65,5 +72,23 @@ func TestEOFBeforeReady(t *testing.T) {
 	child.Close()
 	if err := parent.RecvReady(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("got %v, want ErrClosed", err)
+	}
+}
+
+// A setup face that fails before it reads Joined exits with that message
+// unread; its Fail must still reach the daemon (not ECONNRESET).
+func TestFailAfterUnreadMessage(t *testing.T) {
+	parent, child, err := NewPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	child.Fail(fmt.Errorf("mount /evil: %w", errdefs.ErrInvalidArgument))
+	if err := parent.SendJoined(); err != nil {
+		t.Fatal(err)
+	}
+	child.Close()
+	if err := parent.RecvReady(); !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("got %v, want the child's InvalidArgument failure", err)
 	}
 }

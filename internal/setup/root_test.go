@@ -98,6 +98,9 @@ func runSetup(t *testing.T, p *spec.Plan) (string, error) {
 	if err := parent.SendPlan(p); err != nil {
 		return finish(err)
 	}
+	if err := parent.SendJoined(); err != nil {
+		return finish(err)
+	}
 	if err := parent.RecvReady(); err != nil {
 		return finish(err)
 	}

@@ -41,7 +41,7 @@ func Main() {
 		// No plan (the daemon died or spoke nonsense): nothing to report to.
 		os.Exit(1)
 	}
-	ex, err := Run(&plan)
+	ex, err := Run(&plan, conn.RecvJoined)
 	if err != nil {
 		conn.Fail(err)
 		os.Exit(1)
@@ -97,7 +97,21 @@ func (e *Exec) exec(syncFd int) error {
 // container waits for Start, and returns the resolved entrypoint. Each step
 // says why it is where it is. On error the process is in an undefined state
 // and must exit.
-func Run(p *spec.Plan) (*Exec, error) {
+//
+// joined blocks until the daemon has put the process into its cgroup (nil:
+// already there); it is called once, before the first step that needs it.
+func Run(p *spec.Plan, joined func() error) (*Exec, error) {
+	inCgroup := false
+	waitCgroup := func() error {
+		if inCgroup || joined == nil {
+			return nil
+		}
+		inCgroup = true
+		if err := joined(); err != nil {
+			return fmt.Errorf("wait for the cgroup: %w", err)
+		}
+		return nil
+	}
 	// Modes of what we create (device nodes, mount points) must be exact;
 	// the container's umask is set at the end.
 	unix.Umask(0)
@@ -108,13 +122,19 @@ func Run(p *spec.Plan) (*Exec, error) {
 		return nil, err
 	}
 
-	// 1. The cgroup namespace: the daemon put us into the container's
-	// cgroup before sending the plan, so unsharing now makes it the root
-	// of the namespace (and of a fresh cgroup mount, step 3).
-	if p.Namespaces.NewCgroupNS {
-		if err := linux.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return nil, err
+	// 1. The cgroup namespace must be unshared once we are in the
+	// container's cgroup, so that it is the namespace's root (and of a
+	// fresh cgroup mount): at the first cgroup mount, else before Ready.
+	unshared := false
+	cgroupNS := func() error {
+		if err := waitCgroup(); err != nil {
+			return err
 		}
+		if p.Namespaces.NewCgroupNS && !unshared {
+			unshared = true
+			return linux.Unshare(unix.CLONE_NEWCGROUP)
+		}
+		return nil
 	}
 
 	// oom_score_adj goes through the host's /proc/self while it is still
@@ -149,6 +169,9 @@ func Run(p *spec.Plan) (*Exec, error) {
 	var cgroups *cgroupLayout
 	for i, m := range p.Mounts {
 		if (m.Type == "cgroup" || m.Type == "cgroup2") && cgroups == nil {
+			if err := cgroupNS(); err != nil {
+				return nil, fmt.Errorf("mounts[%d]: %w", i, err)
+			}
 			// The host layout, seen before pivot_root hides it.
 			if cgroups, err = probeCgroups(p.Namespaces.NewCgroupNS); err != nil {
 				return nil, fmt.Errorf("mounts[%d]: cgroup: %w", i, err)
@@ -178,6 +201,12 @@ func Run(p *spec.Plan) (*Exec, error) {
 	}
 	cwd.Close()
 	r.Close()
+
+	// Without cgroup mounts nothing above needed the cgroup; the
+	// namespace still must be unshared inside it.
+	if err := cgroupNS(); err != nil {
+		return nil, err
+	}
 
 	// 5. From here on "/" is the container's: the host's tree is gone
 	// from this mount namespace.

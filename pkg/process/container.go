@@ -155,13 +155,23 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 		return err
 	}
 	log.G(ctx).WithField("pid", c.proc.Pid()).Debug("init cloned")
+	plan.Fallback = !pidfd.Probe().Native
+	if err := c.sync.SendPlan(plan); err != nil {
+		return c.setupError(ctx, err)
+	}
+	// The v1 attach waits out an RCU grace period (~10 ms): the setup face
+	// mounts meanwhile and waits for Joined only where the cgroup matters.
 	if c.cg != nil && attr.Cgroup == nil {
 		if err := c.cg.Add(c.proc.Pid()); err != nil {
 			return err
 		}
 	}
-	plan.Fallback = !pidfd.Probe().Native
-	if err := c.sync.SendPlan(plan); err != nil {
+	if err := c.sync.SendJoined(); err != nil {
+		// The setup face is gone (EPIPE): most likely it failed before it
+		// needed its cgroup, and its reason is waiting in the socket.
+		if rerr := c.sync.RecvReady(); rerr != nil {
+			return c.setupError(ctx, rerr)
+		}
 		return c.setupError(ctx, err)
 	}
 	if err := c.sync.RecvReady(); err != nil {

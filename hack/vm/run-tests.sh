@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# VM tier of the integration tests: bin/integration.test inside a Linux >= 7.1 VM (native
+# CLONE_PIDFD_AUTOKILL), once per containerd version, one VM boot each (a fresh kernel, cgroup tree
+# and tmpfs state per version). Both versions run even if the first fails; the exit status is
+# non-zero if either failed.
+#   AUTOKILL_VERSIONS      containerd versions or bin dirs (default "1.6 2.4.2")
+#   AUTOKILL_RUNTIME       runtime under test (default io.containerd.autokill.v1)
+#   AUTOKILL_TEST_ARGS     extra flags for the test binary (e.g. "-test.run TestCtr")
+#   AUTOKILL_VM_TIMEOUT    seconds per VM run, boot included (default 600); the test binary gets
+#                          -test.timeout 60 s shorter, so a hang ends in a goroutine dump
+# Run as root from anywhere, after `make deps` and `make build`. bin/integration.test is built here
+# (go test -c, as the host tier does). Needs: hack/vm/fetch.sh's kernel (fetched on demand).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
+VM_TIMEOUT=${AUTOKILL_VM_TIMEOUT:-600}
+TEST_TIMEOUT=$((VM_TIMEOUT > 120 ? VM_TIMEOUT - 60 : VM_TIMEOUT / 2))
+
+log() { printf '[vm-tests] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root"
+
+export AUTOKILL_TIER=vm
+export AUTOKILL_IMAGE_TAR=${AUTOKILL_IMAGE_TAR:-$CACHE/images/busybox.tar}
+export AUTOKILL_RUNTIME=${AUTOKILL_RUNTIME:-io.containerd.autokill.v1}
+if [ "$AUTOKILL_RUNTIME" = io.containerd.autokill.v1 ] || [ -x "$PWD/bin/containerd-shim-autokill-v1" ]; then
+	export AUTOKILL_SHIM=${AUTOKILL_SHIM:-$PWD/bin/containerd-shim-autokill-v1}
+	[ -x "$AUTOKILL_SHIM" ] || die "$AUTOKILL_SHIM missing: run 'make build'"
+fi
+[ -s "$AUTOKILL_IMAGE_TAR" ] || die "$AUTOKILL_IMAGE_TAR missing: run 'make image' (or 'make deps')"
+[ -d integration ] || die "integration/ missing: nothing to test"
+command -v go >/dev/null || die "go not found: cannot build bin/integration.test"
+go test -c -o bin/integration.test ./integration || die "building bin/integration.test failed"
+
+bin_dir() {
+	case $1 in
+	1.6) echo /usr/bin ;;
+	2.4.2) echo "$CACHE/containerd-2.4.2/bin" ;;
+	*) echo "$1" ;;
+	esac
+}
+for v in ${AUTOKILL_VERSIONS:-1.6 2.4.2}; do
+	bd=$(bin_dir "$v")
+	for b in containerd ctr; do
+		[ -x "$bd/$b" ] || die "$bd/$b missing (containerd $v): run 'make deps'"
+	done
+done
+
+hack/vm/fetch.sh
+
+rc=0
+summary=()
+for v in ${AUTOKILL_VERSIONS:-1.6 2.4.2}; do
+	bd=$(bin_dir "$v")
+	ver=$("$bd/containerd" --version 2>/dev/null | awk '{print $3}') || ver=$v
+	echo
+	echo "== vm tier: containerd $ver (runtime $AUTOKILL_RUNTIME), timeout ${VM_TIMEOUT}s =="
+	t0=$SECONDS
+	set +e
+	# shellcheck disable=SC2086
+	AUTOKILL_CONTAINERD_BIN_DIR=$bd hack/vm/run.sh --timeout "$VM_TIMEOUT" -- \
+		bin/integration.test -test.v -test.count=1 -test.timeout="${TEST_TIMEOUT}s" ${AUTOKILL_TEST_ARGS:-}
+	st=$?
+	set -e
+	case $st in
+	0) res=PASS ;;
+	124) res="FAIL (VM timeout)" ;;
+	125) res="FAIL (the VM could not run the tests)" ;;
+	*) res="FAIL (exit status $st)" ;;
+	esac
+	[ $st = 0 ] || rc=1
+	summary+=("containerd $ver: $res in $((SECONDS - t0)) s")
+	echo "== vm tier: containerd $ver: $res =="
+done
+echo
+for s in "${summary[@]}"; do echo "== vm tier: $s =="; done
+exit $rc
