@@ -45,7 +45,7 @@ const (
 	// the plan so that the slow cgroup v1 attach (an RCU wait of ~10 ms)
 	// overlaps with the setup face's mounts.
 	kindJoined kind = "joined"
-	kindFail  kind = "fail"
+	kindFail   kind = "fail"
 )
 
 type message struct {
