@@ -74,6 +74,21 @@ for v in ${AUTOKILL_VERSIONS:-1.6 2.4.2}; do
 	summary+=("containerd $ver: $res in $((SECONDS - t0)) s")
 	echo "== vm tier: containerd $ver: $res =="
 done
+
+# The pidfd unit tests, whose native-mode cases (autokill on close,
+# PIDFD_GET_INFO exit status) skip on the host kernel.
+if [ -z "${AUTOKILL_TEST_ARGS:-}" ]; then
+	go test -c -o bin/pidfd.test ./pkg/pidfd || die "building bin/pidfd.test failed"
+	echo
+	echo "== vm tier: pkg/pidfd unit tests =="
+	t0=$SECONDS
+	set +e
+	hack/vm/run.sh --timeout 300 -- bin/pidfd.test -test.v -test.count=1
+	st=$?
+	set -e
+	[ $st = 0 ] || rc=1
+	summary+=("pkg/pidfd: $([ $st = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
+fi
 echo
 for s in "${summary[@]}"; do echo "== vm tier: $s =="; done
 exit $rc

@@ -78,6 +78,7 @@ func spawn(t *testing.T, args ...string) *child {
 	if err != nil {
 		t.Fatal(err)
 	}
+	unix.SetNonblock(fds[0], true) // pollable, for read deadlines
 	parent, childEnd := os.NewFile(uintptr(fds[0]), "p"), os.NewFile(uintptr(fds[1]), "c")
 	defer childEnd.Close()
 	p, err := Spawn(&SpawnAttr{
@@ -111,6 +112,15 @@ func wait(t *testing.T, p *Process) Exit {
 	return e
 }
 
+// childFailure is what the trampoline reported on the sync socket, if
+// anything: it explains an exit status of 127.
+func (c *child) failure() string {
+	c.sync.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	buf := make([]byte, 512)
+	n, _ := c.sync.Read(buf)
+	return string(buf[:max(n, 0)])
+}
+
 func assertGone(t *testing.T, pid int) {
 	t.Helper()
 	// Neither running nor a zombie: the pid has no /proc entry at all.
@@ -131,7 +141,7 @@ func TestExitCode(t *testing.T) {
 	c := spawn(t, "/bin/sh", "-c", "exit 3")
 	e := wait(t, c.p)
 	if e.Status != 3 || e.Signal != 0 {
-		t.Fatalf("exit = %+v, want status 3", e)
+		t.Fatalf("exit = %+v, want status 3 (%s)", e, c.failure())
 	}
 	assertGone(t, c.p.Pid())
 }
@@ -143,7 +153,7 @@ func TestSignalDeath(t *testing.T) {
 	}
 	e := wait(t, c.p)
 	if e.Status != 143 || e.Signal != syscall.SIGTERM {
-		t.Fatalf("exit = %+v, want 143 (SIGTERM)", e)
+		t.Fatalf("exit = %+v, want 143 (SIGTERM) (%s)", e, c.failure())
 	}
 	assertGone(t, c.p.Pid())
 	if err := c.p.Signal(syscall.SIGTERM); !errors.Is(err, ErrExited) {
@@ -186,7 +196,7 @@ func TestAutokillOnClose(t *testing.T) {
 	// child alive nor kill it.
 	other, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("pidfd_open: %v (%s)", err, c.failure())
 	}
 	defer unix.Close(other)
 	time.Sleep(100 * time.Millisecond)
@@ -209,4 +219,55 @@ func TestFallbackReapsWithWaitid(t *testing.T) {
 		t.Fatalf("exit %+v", e)
 	}
 	assertGone(t, c.p.Pid())
+}
+
+// Regression: the binary to exec sitting on fd 0..3 was clobbered by the
+// dup3s that place stdio and the sync socket (execveat then failed with
+// EACCES on the socket). Force the exe onto fd 3.
+func TestExeOnLowFd(t *testing.T) {
+	exe, err := os.OpenFile("/bin/sh", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exe.Close()
+	// Park whatever is on fd 3 and put the exe there (it may already be).
+	exe3 := exe
+	if exe.Fd() != 3 {
+		saved, err := unix.FcntlInt(3, unix.F_DUPFD_CLOEXEC, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Dup3(int(exe.Fd()), 3, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		exe3 = os.NewFile(3, "exe-on-3")
+		defer func() {
+			exe3.Close() // fd 3, before the original goes back there
+			unix.Dup3(saved, 3, unix.O_CLOEXEC)
+			unix.Close(saved)
+		}()
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, childEnd := os.NewFile(uintptr(fds[0]), "p"), os.NewFile(uintptr(fds[1]), "c")
+	defer parent.Close()
+	defer childEnd.Close()
+	p, err := Spawn(&SpawnAttr{
+		Exe: exe3, Args: []string{"sh", "-c", "exit 5"},
+		Stdio: [3]*os.File{null, null, null}, Sync: childEnd,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if e := wait(t, p); e.Status != 5 {
+		t.Fatalf("exit %+v, want 5", e)
+	}
 }

@@ -70,14 +70,17 @@ static void child(const struct ak_spawn *s) {
 	for (i = 0; i < s->n_ns; i++) {
 		if (syscall(SYS_setns, s->ns_fds[i], 0) < 0) child_fail(s->sync_fd, "setns", errno);
 	}
-	// Move every fd to be placed out of the 0..3 range first, so a source
-	// that already sits on a target number is not clobbered.
+	// Move every fd we still need out of the 0..3 range first, so that a
+	// source, or the binary to exec, that already sits on a target number
+	// is not clobbered by the dup3s.
 	int src[4] = {s->stdio[0], s->stdio[1], s->stdio[2], s->sync_fd};
 	int tmp[4];
 	for (i = 0; i < 4; i++) {
 		tmp[i] = syscall(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, AK_SCRATCH_FD);
 		if (tmp[i] < 0) child_fail(s->sync_fd, "fcntl(F_DUPFD_CLOEXEC)", errno);
 	}
+	int exe_fd = syscall(SYS_fcntl, s->exe_fd, F_DUPFD_CLOEXEC, AK_SCRATCH_FD);
+	if (exe_fd < 0) child_fail(s->sync_fd, "fcntl(F_DUPFD_CLOEXEC) of the binary", errno);
 	for (i = 0; i < 4; i++) {
 		if (syscall(SYS_dup3, tmp[i], i, 0) < 0) child_fail(s->sync_fd, "dup3", errno);
 	}
@@ -88,7 +91,7 @@ static void child(const struct ak_spawn *s) {
 	sigset_t none;
 	sigemptyset(&none);
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
-	syscall(SYS_execveat, s->exe_fd, "", s->argv, s->envp, AT_EMPTY_PATH);
+	syscall(SYS_execveat, exe_fd, "", s->argv, s->envp, AT_EMPTY_PATH);
 	child_fail(3, "execveat", errno);
 }
 

@@ -93,6 +93,7 @@ func startLogger(ctx context.Context, u *url.URL, id, ns string) (_ *logger, ret
 	select {
 	case <-done:
 	case <-time.After(loggerReadyTimeout):
+		// os.Process holds a pidfd (Go 1.23+): this is pidfd_send_signal.
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("logging binary %s not ready after %v", u.Path, loggerReadyTimeout)
