@@ -587,3 +587,67 @@ func TestDirectShimBinaryNotWritable(t *testing.T) {
 		t.Fatalf("reopen through O_PATH fd: %v, want EROFS", err)
 	}
 }
+
+// Resources land in the container's cgroup, v1 (this host) or v2 (the VM,
+// where the init is created in it with CLONE_INTO_CGROUP).
+func TestDirectCgroupLimits(t *testing.T) {
+	const id = "direct-cgroup"
+	b := newBundle(t, id, "sleep", "1000")
+	limit, quota, period, pids := int64(64<<20), int64(50000), uint64(100000), int64(32)
+	b.spec.Linux.Resources = &specs.LinuxResources{
+		Memory: &specs.LinuxMemory{Limit: &limit},
+		CPU:    &specs.LinuxCPU{Quota: &quota, Period: &period},
+		Pids:   &specs.LinuxPids{Limit: &pids},
+	}
+	b.write(t)
+	s := startDirectShim(t, id, b.dir)
+	ctx := nsCtx(t)
+	resp, err := s.task.Create(ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: b.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		s.task.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: 9})
+		s.task.Wait(ctx, &taskapi.WaitRequest{ID: id})
+		s.task.Delete(ctx, &taskapi.DeleteRequest{ID: id})
+		if l := leftovers(t, b, id); len(l) > 0 {
+			t.Errorf("left behind: %v", l)
+		}
+	}()
+	rel := "/" + directNamespace + "/" + id
+	read := func(p string) string {
+		t.Helper()
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(data))
+	}
+	want := map[string]string{}
+	var procs string
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		d := "/sys/fs/cgroup" + rel
+		want[d+"/memory.max"] = strconv.FormatInt(limit, 10)
+		want[d+"/cpu.max"] = "50000 100000"
+		want[d+"/pids.max"] = "32"
+		procs = d + "/cgroup.procs"
+	} else {
+		want["/sys/fs/cgroup/memory"+rel+"/memory.limit_in_bytes"] = strconv.FormatInt(limit, 10)
+		want["/sys/fs/cgroup/cpu"+rel+"/cpu.cfs_quota_us"] = "50000"
+		want["/sys/fs/cgroup/cpu"+rel+"/cpu.cfs_period_us"] = "100000"
+		want["/sys/fs/cgroup/pids"+rel+"/pids.max"] = "32"
+		procs = "/sys/fs/cgroup/pids" + rel + "/cgroup.procs"
+	}
+	for p, w := range want {
+		if got := read(p); got != w {
+			t.Errorf("%s = %q, want %q", p, got, w)
+		}
+	}
+	// Already at Create, before Start: the setup face is in the cgroup.
+	if got := read(procs); !strings.Contains("\n"+got+"\n", fmt.Sprintf("\n%d\n", resp.Pid)) {
+		t.Errorf("init %d not in %s: %q", resp.Pid, procs, got)
+	}
+	if _, err := s.task.Start(ctx, &taskapi.StartRequest{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+}

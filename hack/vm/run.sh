@@ -98,6 +98,17 @@ if [[ $1 == */* ]]; then
 		KEEP=${KEEP:+$KEEP$'\n'}$cmd_abs
 	fi
 fi
+# The cache (containerd 2.4.2, the image) when AUTOKILL_CACHE points below a tmpfs path.
+if [ -n "${AUTOKILL_CACHE:-}" ]; then
+	cache_abs=$(realpath -m "$AUTOKILL_CACHE")
+	if below_tmpfs "$cache_abs" && [ -d "$cache_abs" ]; then
+		covered=""
+		while IFS= read -r k; do
+			[ -n "$k" ] && inside "$cache_abs" "$k" && covered=1
+		done <<<"$KEEP"
+		[ -n "$covered" ] || KEEP=${KEEP:+$KEEP$'\n'}$cache_abs
+	fi
+fi
 for d in "${RW[@]}"; do mkdir -p "$d"; done
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/autokill-vm.XXXXXX")
 RUN=$(realpath "$RUN")
