@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	tasktypes "github.com/containerd/containerd/api/types/task"
@@ -130,7 +131,9 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	if r.Options != nil {
 		cfg.Options = r.Options
 	}
+	start := time.Now()
 	t, err := s.create(ctx, cfg, s.pub)
+	log.G(ctx).WithFields(log.Fields{"id": r.ID, "duration": time.Since(start), "error": err}).Debug("create")
 
 	s.mu.Lock()
 	if err != nil || t == nil {
