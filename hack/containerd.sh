@@ -47,57 +47,36 @@ running_pid() {
 # it to its version 4 (a warning in the log). A version 4 file would need the socket addresses under
 # [plugins.'io.containerd.server.v1.grpc'] instead: a [grpc] section there is silently ignored.
 write_config() {
-	local major=$1 level=info
+	local major=$1 level=info version=2
+	local disabled='"io.containerd.grpc.v1.cri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"'
 	[ "${AUTOKILL_CONTAINERD_DEBUG:-0}" = 1 ] && level=debug
 	if [ "$major" -ge 2 ]; then
-		cat >"$DIR/config.toml" <<T
-version = 3
-imports = []
-root = "$DIR/root"
-state = "$DIR/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "$DIR/containerd.sock"
-
-[ttrpc]
-  address = "$DIR/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-  level = "$level"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$DIR/opt"
-T
-	else
-		cat >"$DIR/config.toml" <<T
-version = 2
-imports = []
-root = "$DIR/root"
-state = "$DIR/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "$DIR/containerd.sock"
-
-[ttrpc]
-  address = "$DIR/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-  level = "$level"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$DIR/opt"
-T
+		version=3
+		disabled='"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"'
 	fi
+	cat >"$DIR/config.toml" <<T
+version = $version
+imports = []
+root = "$DIR/root"
+state = "$DIR/state"
+disabled_plugins = [$disabled]
+
+[grpc]
+  address = "$DIR/containerd.sock"
+
+[ttrpc]
+  address = "$DIR/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+  level = "$level"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$DIR/opt"
+T
 }
 
 start() {
