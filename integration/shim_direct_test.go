@@ -651,3 +651,70 @@ func TestDirectCgroupLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Namespaces joined by path: B joins A's network, ipc, uts and cgroup
+// namespaces (setns in the clone3 child) and its pid namespace (the
+// spawner thread joins it before clone3).
+func TestDirectJoinNamespaces(t *testing.T) {
+	a := newBundle(t, "direct-join-a", "sleep", "1000")
+	a.spec.Linux.Namespaces = append(a.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	a.write(t)
+	s := startDirectShim(t, "direct-join-a", a.dir)
+	ctx := nsCtx(t)
+	ra, err := s.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "direct-join-a", Bundle: a.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := func(id string) {
+		s.task.Kill(ctx, &taskapi.KillRequest{ID: id, Signal: 9})
+		s.task.Wait(ctx, &taskapi.WaitRequest{ID: id})
+		s.task.Delete(ctx, &taskapi.DeleteRequest{ID: id})
+	}
+	defer stop("direct-join-a")
+	if _, err := s.task.Start(ctx, &taskapi.StartRequest{ID: "direct-join-a"}); err != nil {
+		t.Fatal(err)
+	}
+	joined := []specs.LinuxNamespaceType{specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.CgroupNamespace, specs.PIDNamespace}
+	files := map[specs.LinuxNamespaceType]string{specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts", specs.CgroupNamespace: "cgroup", specs.PIDNamespace: "pid"}
+	b := newBundle(t, "direct-join-b", "sleep", "1000")
+	b.spec.Hostname = ""
+	b.spec.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.MountNamespace}}
+	for _, ns := range joined {
+		b.spec.Linux.Namespaces = append(b.spec.Linux.Namespaces, specs.LinuxNamespace{Type: ns, Path: fmt.Sprintf("/proc/%d/ns/%s", ra.Pid, files[ns])})
+	}
+	b.write(t)
+	rb, err := s.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "direct-join-b", Bundle: b.dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop("direct-join-b")
+	if _, err := s.task.Start(ctx, &taskapi.StartRequest{ID: "direct-join-b"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range joined {
+		la, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", ra.Pid, files[ns]))
+		lb, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", rb.Pid, files[ns]))
+		if la == "" || la != lb {
+			t.Errorf("%s namespace: A %q, B %q", ns, la, lb)
+		}
+	}
+	// The mount namespace is B's own.
+	ma, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", ra.Pid))
+	mb, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", rb.Pid))
+	if ma == mb {
+		t.Errorf("B shares A's mount namespace %s", ma)
+	}
+	// Every shim thread, the spawner included, is back in the shim's pid
+	// namespace for its children.
+	self, _ := os.Readlink("/proc/self/ns/pid")
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", s.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks {
+		own, _ := os.Readlink(fmt.Sprintf("/proc/%d/task/%s/ns/pid_for_children", s.pid, tk.Name()))
+		if own != self {
+			t.Errorf("shim thread %s: pid_for_children is %s after joining, want %s", tk.Name(), own, self)
+		}
+	}
+}
