@@ -41,13 +41,9 @@ type eventSink struct {
 }
 
 func (s *eventSink) Forward(ctx context.Context, r *eventsapi.ForwardRequest) (*emptypb.Empty, error) {
-	var m struct {
-		ContainerID string `json:"container_id"`
-	}
 	// The envelope's event is an Any of a task event; every task event
-	// has container_id as field 1, so decode generically through typeurl.
+	// has container_id as field 1, so one small decoder serves them all.
 	id := containerIDOf(r.Envelope.GetEvent().GetValue())
-	_ = m
 	s.mu.Lock()
 	s.topics[id] = append(s.topics[id], r.Envelope.Topic)
 	s.mu.Unlock()
