@@ -8,6 +8,11 @@
 #   AUTOKILL_TEST_ARGS     extra flags for the test binary (e.g. "-test.run TestCtr")
 #   AUTOKILL_VM_TIMEOUT    seconds per VM run, boot included (default 600); the test binary gets
 #                          -test.timeout 60 s shorter, so a hang ends in a goroutine dump
+#   AUTOKILL_VM_SUITES     which suites to run (default "integration setup pidfd"): setup is the
+#                          internal/setup root tests (the setup face in real namespaces: mount
+#                          safety and the mount-class CVE regressions), pidfd the pkg/pidfd unit
+#                          tests; both run only without AUTOKILL_TEST_ARGS, or (setup) with
+#   AUTOKILL_SETUP_TEST_ARGS  flags for the setup test binary (e.g. "-test.run TestCVE")
 # Run as root from anywhere, after `make deps` and `make build`. bin/integration.test is built here
 # (go test -c, as the host tier does). Needs: hack/vm/fetch.sh's kernel (fetched on demand).
 set -euo pipefail
@@ -50,9 +55,12 @@ done
 
 hack/vm/fetch.sh
 
+SUITES=" ${AUTOKILL_VM_SUITES:-integration setup pidfd} "
 rc=0
 summary=()
+[[ $SUITES == *" integration "* ]] || AUTOKILL_VERSIONS=none
 for v in ${AUTOKILL_VERSIONS:-1.6 2.4.2}; do
+	[ "$v" != none ] || continue
 	bd=$(bin_dir "$v")
 	ver=$("$bd/containerd" --version 2>/dev/null | awk '{print $3}') || ver=$v
 	echo
@@ -75,9 +83,25 @@ for v in ${AUTOKILL_VERSIONS:-1.6 2.4.2}; do
 	echo "== vm tier: containerd $ver: $res =="
 done
 
+# The setup face's root tests, on cgroup v2 and the new kernel: run from their package directory
+# (they read ../spec/testdata), as the host's `go test` does.
+if [[ $SUITES == *" setup "* ]] && { [ -z "${AUTOKILL_TEST_ARGS:-}" ] || [ -n "${AUTOKILL_SETUP_TEST_ARGS:-}" ]; }; then
+	go test -c -o bin/setup.test ./internal/setup || die "building bin/setup.test failed"
+	echo
+	echo "== vm tier: internal/setup root tests =="
+	t0=$SECONDS
+	set +e
+	# shellcheck disable=SC2086
+	(cd internal/setup && ../../hack/vm/run.sh --timeout 300 -- "$PWD/../../bin/setup.test" -test.v -test.count=1 ${AUTOKILL_SETUP_TEST_ARGS:-})
+	st=$?
+	set -e
+	[ $st = 0 ] || rc=1
+	summary+=("internal/setup: $([ $st = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
+fi
+
 # The pidfd unit tests, whose native-mode cases (autokill on close,
 # PIDFD_GET_INFO exit status) skip on the host kernel.
-if [ -z "${AUTOKILL_TEST_ARGS:-}" ]; then
+if [[ $SUITES == *" pidfd "* ]] && [ -z "${AUTOKILL_TEST_ARGS:-}" ]; then
 	go test -c -o bin/pidfd.test ./pkg/pidfd || die "building bin/pidfd.test failed"
 	echo
 	echo "== vm tier: pkg/pidfd unit tests =="

@@ -178,40 +178,46 @@ func (l *cgroupLayout) ownDir(h *hierarchy) (string, error) {
 //
 // v1 and hybrid hosts get a tmpfs with one directory per hierarchy and the
 // host's symlinks (cpu -> cpu,cpuacct), like runc and Docker.
-func (r *rootfs) mountCgroup(m spec.Mount, l *cgroupLayout) error {
-	target, err := r.mkdirAll(m.Destination)
-	if err != nil {
-		return fmt.Errorf("mount cgroup on %s: %w", m.Destination, err)
-	}
-	defer target.Close()
+//
+// target is the handle r.mount resolved and checked; every mount goes on a
+// handle by descriptor (move_mount), so no path is looked up again between
+// the check and the mount.
+func (r *rootfs) mountCgroup(m spec.Mount, target *os.File, l *cgroupLayout) error {
 	flags := m.Flags &^ (unix.MS_BIND | unix.MS_REC)
 	if l.unified {
-		if err := r.mountHierarchy(target, m.Destination, l, l.v2, flags); err != nil {
+		mnt, err := r.mountHierarchy(target, m.Destination, l, l.v2, flags)
+		if err != nil {
 			return err
 		}
-		return r.propagate(m.Destination, m.Propagation)
+		defer mnt.Close()
+		return propagateFd(mnt, m.Destination, m.Propagation)
 	}
 	tflags := uint64(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-	if err := linux.Mount("tmpfs", linux.FdPath(target), "tmpfs", uintptr(tflags), "mode=755"); err != nil {
-		return fmt.Errorf("%s: %w", m.Destination, err)
-	}
-	dir, err := r.open(m.Destination)
+	dir, err := linux.NewMount("tmpfs", "tmpfs", linux.ParseFsData("mode=755"), newMountAttrs(tflags))
 	if err != nil {
-		return err
+		return fmt.Errorf("mount cgroup tmpfs on %s: %w", m.Destination, err)
 	}
 	defer dir.Close()
+	if err := linux.MoveMount(dir, target); err != nil {
+		return fmt.Errorf("mount cgroup tmpfs on %s: %w", m.Destination, err)
+	}
+	// dir is now the attached tmpfs, which nothing but us has seen.
 	for i := range l.hierarchies {
 		h := &l.hierarchies[i]
 		dest := path.Join(m.Destination, h.name)
-		sub, err := r.mkdirAll(dest)
+		if err := unix.Mkdirat(int(dir.Fd()), h.name, 0o755); err != nil {
+			return fmt.Errorf("mount cgroup on %s: %w", dest, os.NewSyscallError("mkdirat", err))
+		}
+		sub, err := linux.Openat(int(dir.Fd()), h.name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 		if err != nil {
 			return fmt.Errorf("mount cgroup on %s: %w", dest, err)
 		}
-		err = r.mountHierarchy(sub, dest, l, h, flags)
+		mnt, err := r.mountHierarchy(sub, dest, l, h, flags)
 		sub.Close()
 		if err != nil {
 			return err
 		}
+		mnt.Close()
 	}
 	for _, s := range l.symlinks {
 		if err := linux.Symlinkat(s[1], int(dir.Fd()), s[0]); err != nil {
@@ -219,30 +225,46 @@ func (r *rootfs) mountCgroup(m spec.Mount, l *cgroupLayout) error {
 		}
 	}
 	if flags&unix.MS_RDONLY != 0 {
-		if err := remountFd(dir, m.Destination, tflags|unix.MS_RDONLY); err != nil {
+		if err := setAttrs(dir, m.Destination, unix.MS_RDONLY); err != nil {
 			return err
 		}
 	}
-	return r.propagate(m.Destination, m.Propagation)
+	return propagateFd(dir, m.Destination, m.Propagation)
 }
 
-func (r *rootfs) mountHierarchy(target *os.File, dest string, l *cgroupLayout, h *hierarchy, flags uint64) error {
+// mountHierarchy mounts one hierarchy on target and returns a handle on the
+// new mount: a fresh cgroup/cgroup2 mount in a new cgroup namespace, else a
+// bind of the container's own directory with the spec's flags, applied
+// before anyone can see it.
+func (r *rootfs) mountHierarchy(target *os.File, dest string, l *cgroupLayout, h *hierarchy, flags uint64) (*os.File, error) {
+	var mnt *os.File
+	var err error
 	if l.cgroupNS {
-		data := h.controllers
-		if h.fstype == "cgroup2" {
-			data = ""
+		var opts []linux.FsOption
+		if h.fstype != "cgroup2" {
+			opts = linux.ParseFsData(h.controllers)
 		}
-		if err := linux.Mount(h.fstype, linux.FdPath(target), h.fstype, uintptr(flags), data); err != nil {
-			return fmt.Errorf("%s: %w", dest, err)
+		mnt, err = linux.NewMount(h.fstype, h.fstype, opts, newMountAttrs(flags))
+	} else {
+		var src string
+		if src, err = l.ownDir(h); err != nil {
+			return nil, err
 		}
-		return nil
+		// The host's own cgroupfs, before pivot_root: nothing of the
+		// container's is on this path.
+		if mnt, err = linux.OpenTree(unix.AT_FDCWD, src, unix.OPEN_TREE_CLONE); err == nil {
+			if err = setAttrs(mnt, dest, flags); err != nil {
+				mnt.Close()
+				return nil, err
+			}
+		}
 	}
-	src, err := l.ownDir(h)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%s: %w", dest, err)
 	}
-	if err := linux.Mount(src, linux.FdPath(target), "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("%s: %w", dest, err)
+	if err := linux.MoveMount(mnt, target); err != nil {
+		mnt.Close()
+		return nil, fmt.Errorf("%s: %w", dest, err)
 	}
-	return r.remountBind(dest, flags|unix.MS_BIND)
+	return mnt, nil
 }

@@ -62,31 +62,22 @@ func setOOMScoreAdj(v int) error {
 	return nil
 }
 
-// dropBoundingSet removes from the bounding set every capability not in
+// dropBoundingSetOps drops from the bounding set every capability not in
 // keep. It needs CAP_SETPCAP, so it runs before the uid change.
-func dropBoundingSet(keep uint64, last uint) error {
+func dropBoundingSetOps(keep uint64, last uint) []sysOp {
+	var ops []sysOp
 	for c := uint(0); c <= last; c++ {
-		if keep&(1<<c) != 0 {
-			continue
-		}
-		if err := linux.Prctl("PR_CAPBSET_DROP", unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-			return fmt.Errorf("capability %d: %w", c, err)
+		if keep&(1<<c) == 0 {
+			ops = append(ops, prctlOp(fmt.Sprintf("PR_CAPBSET_DROP %d", c), unix.PR_CAPBSET_DROP, uintptr(c), 0))
 		}
 	}
-	return nil
+	return ops
 }
 
 // switchUser sets the groups, gid and uid. Go's syscall.Set* apply to every
-// thread of the process (they go through the runtime's AllThreadsSyscall or
-// libc's setxid broadcast), so no thread keeps root behind. With keepCaps
-// the calling thread keeps its permitted set across the uid change, for
-// applyCaps to use.
-func switchUser(p *spec.Process, keepCaps bool) error {
-	if keepCaps {
-		if err := linux.Prctl("PR_SET_KEEPCAPS", unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
-			return err
-		}
-	}
+// thread of the process (libc's setxid broadcast under cgo), so no thread
+// keeps root behind.
+func switchUser(p *spec.Process) error {
 	gids := make([]int, len(p.AdditionalGids))
 	for i, g := range p.AdditionalGids {
 		gids[i] = int(g)
@@ -101,30 +92,44 @@ func switchUser(p *spec.Process, keepCaps bool) error {
 	if err := syscall.Setresuid(int(p.UID), int(p.UID), int(p.UID)); err != nil {
 		return os.NewSyscallError(fmt.Sprintf("setresuid %d", p.UID), err)
 	}
-	if keepCaps {
-		return linux.Prctl("PR_SET_KEEPCAPS", unix.PR_SET_KEEPCAPS, 0, 0, 0, 0)
-	}
 	return nil
 }
 
-// applyCaps sets the effective, permitted and inheritable sets of this
-// thread (the one that will execve), then the ambient set, which needs its
-// capabilities in permitted and inheritable first.
-func applyCaps(c *spec.Capabilities, last uint) error {
+// dropCaps takes every thread from the shim's full set to the spec's, in
+// the order the kernel needs: the bounding set while CAP_SETPCAP is still
+// there, keepcaps so the permitted set survives a change to a non-zero uid,
+// the uid change, then the effective/permitted/inheritable sets and the
+// ambient set (which needs its capabilities in permitted and inheritable).
+// after runs between the uid change and the capability sets.
+func dropCaps(c *spec.Capabilities, last uint, p *spec.Process, after func() error) error {
 	m := capsMask(last)
-	if err := linux.Capset(c.Effective&m, c.Permitted&m, c.Inheritable&m); err != nil {
+	ops := dropBoundingSetOps(c.Bounding&m, last)
+	ops = append(ops, prctlOp("PR_SET_KEEPCAPS 1", unix.PR_SET_KEEPCAPS, 1, 0))
+	if err := broadcast(ops); err != nil {
+		return fmt.Errorf("capabilities: bounding set: %w", err)
+	}
+	if err := switchUser(p); err != nil {
+		return fmt.Errorf("process.user: %w", err)
+	}
+	if err := after(); err != nil {
 		return err
 	}
-	if err := linux.Prctl("PR_CAP_AMBIENT_CLEAR_ALL", unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
-		return err
+	capset, free := capsetOp(c.Effective&m, c.Permitted&m, c.Inheritable&m)
+	defer free()
+	ops = []sysOp{
+		prctlOp("PR_SET_KEEPCAPS 0", unix.PR_SET_KEEPCAPS, 0, 0),
+		capset,
+		prctlOp("PR_CAP_AMBIENT_CLEAR_ALL", unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0),
 	}
 	for n := uint(0); n <= last; n++ {
-		if c.Ambient&(1<<n) == 0 {
-			continue
+		if c.Ambient&(1<<n) != 0 {
+			ops = append(ops, prctlOp(fmt.Sprintf("PR_CAP_AMBIENT_RAISE %d", n), unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(n)))
 		}
-		if err := linux.Prctl("PR_CAP_AMBIENT_RAISE", unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(n), 0, 0); err != nil {
-			return fmt.Errorf("ambient capability %d: %w", n, err)
-		}
+	}
+	err := broadcast(ops)
+	closeTaskDir()
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
 	}
 	return nil
 }

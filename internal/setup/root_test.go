@@ -73,6 +73,13 @@ func ctrSpec(t *testing.T) *specs.Spec {
 // plan and start, and returns what the container printed.
 func runSetup(t *testing.T, p *spec.Plan) (string, error) {
 	t.Helper()
+	return runSetupCmd(t, p, nil)
+}
+
+// runSetupCmd is runSetup with a hook to change the command first (its
+// stdin, say) before it starts.
+func runSetupCmd(t *testing.T, p *spec.Plan, hook func(*exec.Cmd)) (string, error) {
+	t.Helper()
 	parent, child, err := initsync.NewPair()
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +91,9 @@ func runSetup(t *testing.T, p *spec.Plan) (string, error) {
 	cmd.ExtraFiles = []*os.File{child.File()}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: uintptr(p.Namespaces.Create), Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 10 * time.Second
+	if hook != nil {
+		hook(cmd)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -357,5 +367,61 @@ func TestRunRootfsPropagationShared(t *testing.T) {
 	}
 	if strings.Contains(string(mi), rootfs) {
 		t.Errorf("a container mount propagated to the host:\n%s", mi)
+	}
+}
+
+// TestRunDestSymlinkLeavesRoot: a destination whose last component is a
+// symlink leaving the rootfs is refused, counted from where the symlink
+// really lies (an intermediate symlink may have moved it); one that stays
+// inside is followed inside.
+func TestRunDestSymlinkLeavesRoot(t *testing.T) {
+	needRoot(t)
+	for _, tc := range []struct {
+		name, dest string
+		links      [][2]string // target, name in the rootfs
+		ok         bool
+	}{
+		{"relative out", "/evil", [][2]string{{"../../../../../../tmp", "evil"}}, false},
+		{"relative out from below", "/bin/evil", [][2]string{{"../../etc", "bin/evil"}}, false},
+		{"absolute", "/evil", [][2]string{{"/etc", "evil"}}, false},
+		{"out through an inner symlink", "/evil", [][2]string{{"up/..", "evil"}, {"..", "up"}}, false},
+		{"the root itself", "/evil", [][2]string{{"up/..", "evil"}, {"tmp", "up"}}, false},
+		{"relative inside", "/evil", [][2]string{{"tmp", "evil"}}, true},
+		{"inside from a moved parent", "/deep/evil", [][2]string{{"usr/lib/x", "deep"}, {"../../../etc", "usr/lib/x/evil"}}, true},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			b, rootfs := bundle(t, func(rootfs string) {
+				if err := os.MkdirAll(filepath.Join(rootfs, "usr/lib/x"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				for _, l := range tc.links {
+					if err := os.Symlink(l[0], filepath.Join(rootfs, l[1])); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			s := ctrSpec(t)
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: tc.dest, Type: "tmpfs", Source: "tmpfs"})
+			s.Process.Args = []string{"sh", "-c", "echo ok"}
+			p, err := spec.NewPlan(b, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := runSetup(t, p)
+			if tc.ok {
+				if err != nil || out != "ok\n" {
+					t.Fatalf("setup: %v\n%s", err, out)
+				}
+				return
+			}
+			var ce *initsync.ChildError
+			if !errors.As(err, &ce) || ce.Code != "invalid-argument" || !strings.Contains(err.Error(), "/evil") {
+				t.Fatalf("setup error = %v, want InvalidArgument for a symlink out of the rootfs\n%s", err, out)
+			}
+			t.Logf("refused: %v", err)
+			if _, err := os.Stat(filepath.Join(rootfs, "tmp")); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }

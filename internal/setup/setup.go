@@ -35,7 +35,14 @@ func init() {
 
 // Main runs the setup face. It never returns.
 func Main() {
+	// Before reading anything: from clone3 on, this process sits in the
+	// container's pid namespace (a sibling's, for shared-pid pods) with
+	// the host's privileges.
 	conn := initsync.FromFd(initsync.ChildFd)
+	if err := setNonDumpable(); err != nil {
+		conn.Fail(err)
+		os.Exit(1)
+	}
 	var plan spec.Plan
 	if err := conn.RecvPlan(&plan); err != nil {
 		// No plan (the daemon died or spoke nonsense): nothing to report to.
@@ -137,9 +144,10 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 		return nil
 	}
 
-	// oom_score_adj goes through the host's /proc/self while it is still
-	// there (the container may have no /proc), and before capabilities
-	// are dropped: lowering it needs CAP_SYS_RESOURCE.
+	// oom_score_adj before capabilities are dropped: lowering it needs
+	// CAP_SYS_RESOURCE. It is written through a private procfs instance
+	// (writeProcFile), so neither the host's /proc nor the container's
+	// matters.
 	if p.OOMScoreAdj != nil {
 		if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
 			return nil, err
@@ -197,7 +205,7 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 	// writable (root.readonly comes next) and resolved inside it.
 	cwd, err := r.mkdirAll(p.Process.Cwd)
 	if err != nil {
-		return nil, fmt.Errorf("process.cwd %s: %w", p.Process.Cwd, err)
+		return nil, cwdError(p.Process.Cwd, err)
 	}
 	cwd.Close()
 	r.Close()
@@ -219,9 +227,11 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 		}
 	}
 
-	// 6. Kernel parameters, through the container's /proc (which
-	// reflects the namespaces it was mounted in), before readonlyPaths
-	// makes /proc/sys read-only.
+	// 6. Kernel parameters, through a private procfs instance that no
+	// mount of the container can redirect (writeProcFile; sysctls act on
+	// the writer's namespaces), before readonlyPaths and the masks, which
+	// go onto handles resolved in the new root, never through its
+	// /proc/self.
 	if p.Hostname != "" {
 		if err := unix.Sethostname([]byte(p.Hostname)); err != nil {
 			return nil, os.NewSyscallError("sethostname", err)
@@ -254,36 +264,40 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 	// 8. Credentials. chdir first, as root, in case the user cannot
 	// search a parent of the cwd; again after the switch so that a cwd
 	// the user may not enter fails now, not at exec.
-	if err := unix.Chdir(p.Process.Cwd); err != nil {
-		return nil, &os.PathError{Op: "chdir", Path: p.Process.Cwd, Err: err}
+	cwdID, err := enterCwd(p.Process.Cwd)
+	if err != nil {
+		return nil, err
 	}
-	caps := p.Process.Capabilities
-	if caps != nil {
-		// Needs CAP_SETPCAP, which the uid change may take away.
-		if err := dropBoundingSet(caps.Bounding&capsMask(last), last); err != nil {
-			return nil, fmt.Errorf("capabilities: bounding set: %w", err)
+	rearm := func() error {
+		if !p.Fallback {
+			return nil
 		}
-	}
-	if err := switchUser(&p.Process, caps != nil); err != nil {
-		return nil, fmt.Errorf("process.user: %w", err)
-	}
-	if p.Fallback {
 		// set*id cleared PDEATHSIG; a daemon that died meanwhile is
 		// seen on the socket (getppid() is 0 in a new pid namespace).
 		if err := armPdeathsig(); err != nil {
-			return nil, err
+			return err
 		}
 		if daemonGone(initsync.ChildFd) {
 			os.Exit(1)
 		}
+		return nil
 	}
-	if caps != nil {
-		if err := applyCaps(caps, last); err != nil {
-			return nil, fmt.Errorf("capabilities: %w", err)
+	if caps := p.Process.Capabilities; caps != nil {
+		// On every thread, before anything below reads what the
+		// container controls.
+		if err := dropCaps(caps, last, &p.Process, rearm); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := switchUser(&p.Process); err != nil {
+			return nil, fmt.Errorf("process.user: %w", err)
+		}
+		if err := rearm(); err != nil {
+			return nil, err
 		}
 	}
-	if err := unix.Chdir(p.Process.Cwd); err != nil {
-		return nil, &os.PathError{Op: "chdir", Path: p.Process.Cwd, Err: err}
+	if err := reenterCwd(p.Process.Cwd, cwdID); err != nil {
+		return nil, err
 	}
 	umask := uint32(0o022)
 	if p.Process.Umask != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,6 +16,9 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == Arg {
 		Main()
+	}
+	if name := os.Getenv(testFaceEnv); name != "" {
+		runTestFace(name)
 	}
 	os.Exit(m.Run())
 }
@@ -74,30 +78,81 @@ func TestOwnDir(t *testing.T) {
 	}
 }
 
-func TestRemountFlags(t *testing.T) {
-	got := remountFlags(unix.MS_BIND|unix.MS_REC|unix.MS_RDONLY, unix.ST_NOSUID|unix.ST_NODEV|unix.ST_RELATIME)
-	want := uint64(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
-	if got != want {
-		t.Errorf("remountFlags = %#x, want %#x", got, want)
+// TestMountAttrs pins the semantics of the MS_BIND|MS_REMOUNT that
+// mount_setattr replaced: requested flags are set, nothing else is cleared
+// (so a bind keeps its source's nosuid/nodev/ro), atime is replaced only
+// when asked for.
+func TestMountAttrs(t *testing.T) {
+	for _, tc := range []struct {
+		flags    uint64
+		set, clr uint64
+	}{
+		{unix.MS_BIND | unix.MS_REC, 0, 0},
+		{unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID, unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID, 0},
+		{unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_NOSYMFOLLOW, unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NOSYMFOLLOW, 0},
+		{unix.MS_NOATIME, unix.MOUNT_ATTR_NOATIME, unix.MOUNT_ATTR__ATIME | unix.MOUNT_ATTR_NODIRATIME},
+		{unix.MS_RELATIME, unix.MOUNT_ATTR_RELATIME, unix.MOUNT_ATTR__ATIME | unix.MOUNT_ATTR_NODIRATIME},
+		{unix.MS_STRICTATIME | unix.MS_NOATIME, unix.MOUNT_ATTR_STRICTATIME, unix.MOUNT_ATTR__ATIME | unix.MOUNT_ATTR_NODIRATIME},
+		{unix.MS_NODIRATIME, unix.MOUNT_ATTR_NODIRATIME, unix.MOUNT_ATTR__ATIME},
+	} {
+		a := mountAttrs(tc.flags)
+		if a.Attr_set != tc.set || a.Attr_clr != tc.clr || a.Propagation != 0 {
+			t.Errorf("mountAttrs(%#x) = set %#x clr %#x, want set %#x clr %#x", tc.flags, a.Attr_set, a.Attr_clr, tc.set, tc.clr)
+		}
+	}
+	if got := newMountAttrs(unix.MS_NOSUID | unix.MS_RDONLY); got != unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_RELATIME {
+		t.Errorf("newMountAttrs = %#x", got)
+	}
+	if got := newMountAttrs(unix.MS_STRICTATIME); got != unix.MOUNT_ATTR_STRICTATIME {
+		t.Errorf("newMountAttrs(strictatime) = %#x", got)
 	}
 }
 
-func TestCheckProcBind(t *testing.T) {
+func TestFsOptions(t *testing.T) {
+	var got []string
+	for _, o := range fsOptions(unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_SYNCHRONOUS, "newinstance,mode=0620,gid=5,,x=") {
+		if o.Value == nil {
+			got = append(got, o.Key)
+		} else {
+			got = append(got, o.Key+"="+*o.Value)
+		}
+	}
+	want := []string{"ro", "sync", "newinstance", "mode=0620", "gid=5", "x="}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("fsOptions = %q, want %q", got, want)
+	}
+}
+
+func TestKernelFSTarget(t *testing.T) {
+	const proc, sys, ext4 = unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, 0xef53
 	for _, tc := range []struct {
-		dest   string
-		isProc bool
-		ok     bool
+		dest, typ string
+		magic     int64
+		ok        bool
 	}{
-		{"/etc/hosts", true, true},
-		{"/proc", false, false},
-		{"/proc/cpuinfo", true, true},            // lxcfs-style, whitelisted
-		{"/proc/self/attr/current", true, false}, // CVE-2019-16884
-		{"/proc/sys/kernel/core_pattern", true, false},
-		{"/proc/meminfo", false, true}, // from fuse, not procfs
-		{"/procfoo", true, true},
+		{"/etc/hosts", "bind", ext4, true},
+		{"/proc", "proc", proc, true},         // a second procfs on /proc
+		{"/proc/cpuinfo", "bind", proc, true}, // lxcfs-style
+		{"/proc/sys/crypto/fips_enabled", "bind", proc, true},
+		{"/proc/net/dev", "bind", proc, false},   // /proc/net is a symlink: never itself
+		{"/proc/self/attr", "bind", proc, false}, // CVE-2019-16884
+		{"/proc/1", "bind", proc, false},
+		{"/data", "bind", proc, false}, // data -> proc/1
+		{"/proc/cpuinfo", "tmpfs", proc, false},
+		{"/proc/sys", "tmpfs", proc, false},
+		{"/sys", "sysfs", sys, true},
+		{"/sys/fs/cgroup", "tmpfs", sys, true},
+		{"/sys/fs/cgroup", "cgroup2", sys, true},
+		{"/sys/fs/cgroup", "bind", sys, true},
+		{"/sys/devices/system/cpu/online", "bind", sys, true},
+		{"/sys/kernel", "bind", sys, false},
+		{"/sys/fs/cgroup", "proc", sys, false},
+		{"/sys", "bind", sys, false},
+		{"/dev/console", "bind", proc, false}, // CVE-2025-52565
 	} {
-		if err := checkProcBind(tc.dest, tc.isProc); (err == nil) != tc.ok {
-			t.Errorf("checkProcBind(%q, %v) = %v", tc.dest, tc.isProc, err)
+		err := kernelFSTarget(tc.dest, tc.typ, tc.magic)
+		if (err == nil) != tc.ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
+			t.Errorf("kernelFSTarget(%q, %q, %#x) = %v", tc.dest, tc.typ, tc.magic, err)
 		}
 	}
 }
