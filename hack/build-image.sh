@@ -4,13 +4,20 @@
 #   usage: hack/build-image.sh [OUT.tar]
 # The result is cached at $AUTOKILL_CACHE/images/busybox.tar (default cache /var/cache/autokill);
 # OUT.tar (if given) is a copy of it. The build is reproducible: same package, same digests.
-# Set AUTOKILL_REBUILD_IMAGE=1 to rebuild the cached tar.
+# The cached tar is rebuilt when this script changed since it was built (its sha256 is kept beside
+# the tar), or with AUTOKILL_REBUILD_IMAGE=1.
+#
+# Besides busybox the image holds two tiny static helpers for the crash tests:
+#   /bin/ak-suexec UID[:GID] CMD [ARG...]  drops root with setgroups/setgid/setuid(2) and execs CMD,
+#                                         as su-exec and gosu do in the entrypoints of many images
+#   /bin/ak-sudo CMD [ARG...]             setuid-root (mode 4755): becomes uid 0 and execs CMD
 set -euo pipefail
 
 IMAGE_NAME=localhost/autokill/busybox:latest
 CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
 CACHED=$CACHE/images/busybox.tar
 OUT=${1:-$CACHED}
+RECIPE=$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)
 
 log() { printf '[image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -23,12 +30,13 @@ copy_out() {
 	log "image $IMAGE_NAME: $OUT"
 }
 
-if [ -s "$CACHED" ] && [ "${AUTOKILL_REBUILD_IMAGE:-0}" != 1 ]; then
+if [ -s "$CACHED" ] && [ "${AUTOKILL_REBUILD_IMAGE:-0}" != 1 ] &&
+	[ "$(cat "$CACHED.recipe" 2>/dev/null)" = "$RECIPE" ]; then
 	copy_out
 	exit 0
 fi
 
-for t in apt-get dpkg tar gzip sha256sum; do command -v $t >/dev/null || die "$t not found"; done
+for t in apt-get dpkg tar gzip sha256sum gcc; do command -v $t >/dev/null || die "$t not found"; done
 
 WORK=$(mktemp -d /tmp/autokill-image.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -67,6 +75,42 @@ chmod 0755 $R $R/bin $R/etc $R/dev $R/proc $R/sys $R/run $R/usr $R/usr/bin $R/us
 chmod 0700 $R/root
 chmod 1777 $R/tmp
 
+# --- test helpers: static C, no libc of the image needed ----------------------
+cat >ak-suexec.c <<'C'
+#define _GNU_SOURCE
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	if (argc < 3) { fprintf(stderr, "usage: ak-suexec UID[:GID] CMD [ARG...]\n"); return 2; }
+	char *colon = strchr(argv[1], ':');
+	uid_t uid = (uid_t)strtoul(argv[1], NULL, 10);
+	gid_t gid = colon ? (gid_t)strtoul(colon + 1, NULL, 10) : (gid_t)uid;
+	if (setgroups(0, NULL) || setgid(gid) || setuid(uid)) { perror("ak-suexec"); return 1; }
+	execvp(argv[2], argv + 2);
+	perror("ak-suexec: exec");
+	return 127;
+}
+C
+cat >ak-sudo.c <<'C'
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	if (argc < 2) { fprintf(stderr, "usage: ak-sudo CMD [ARG...]\n"); return 2; }
+	if (setgid(0) || setuid(0)) { perror("ak-sudo"); return 1; }
+	execvp(argv[1], argv + 1);
+	perror("ak-sudo: exec");
+	return 127;
+}
+C
+for h in ak-suexec ak-sudo; do
+	gcc -static -O2 -s -o "$R/bin/$h" "$h.c" || die "building $h (gcc -static needs libc6-dev)"
+done
+chmod 0755 $R/bin/ak-suexec
+chmod 4755 $R/bin/ak-sudo
+
 # --- layer: reproducible tar (sorted names, mtime 0, uid/gid 0) ---------------
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
 	-C $R -cf layer.tar .
@@ -103,5 +147,6 @@ mkdir -p "$(dirname "$CACHED")"
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
 	-C oci -cf "$CACHED.tmp.$$" oci-layout index.json blobs
 mv "$CACHED.tmp.$$" "$CACHED"
+echo "$RECIPE" >"$CACHED.recipe"
 log "built manifest sha256:$MANIFEST (layer sha256:$LAYER, diff_id sha256:$DIFF_ID)"
 copy_out

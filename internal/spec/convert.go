@@ -212,17 +212,49 @@ func (ns Namespaces) has(t specs.LinuxNamespaceType) bool {
 }
 
 func convertCgroupsPath(p string) (string, error) {
-	if p == "" {
-		return "", nil
+	return ValidateCgroupsPath(p)
+}
+
+// maxCgroupName is NAME_MAX: the kernel refuses a longer cgroup name anyway,
+// but only after the directories before it were made.
+const maxCgroupName = 255
+
+// ValidateCgroupsPath checks spec.linux.cgroupsPath. It is the one check
+// shared by Create (through NewPlan) and the delete face, which reads the
+// same field from a bundle it did not validate itself: a path that passes
+// can only name a directory inside a cgroup hierarchy.
+//
+// Accepted is a clean cgroupfs path: absolute ("/a/b", below each
+// hierarchy's root) or relative ("a/b", below the daemon's own cgroup, as
+// runc's cgroupfs driver does; internal/cgroups resolves it). Refused, with
+// InvalidArgument: "." and ".." components, empty components ("a//b", a
+// trailing "/"), NUL and other control characters, over-long names, and the
+// systemd driver's "slice:prefix:name" form, which is not implemented yet.
+// "" is valid and means the daemon derives the path (see internal/cgroups).
+func ValidateCgroupsPath(p string) (string, error) {
+	const field = "linux.cgroupsPath"
+	if p == "" || p == "/" {
+		// "/" is clean; that the root is busy is the daemon's finding.
+		return p, nil
 	}
-	// The systemd form is "slice:prefix:name"; a cgroupfs path has no colon
-	// in practice and systemd's driver is not implemented.
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return "", invalid(field, "%q contains a control character (NUL, newline...)", p)
+		}
+	}
+	// The systemd form is "slice:prefix:name"; a cgroupfs path has no
+	// colon in practice.
 	if strings.Count(p, ":") == 2 && !strings.HasPrefix(p, "/") {
-		return "", unsupported(fmt.Sprintf("linux.cgroupsPath %q: the systemd cgroup driver (slice:prefix:name)", p))
+		return "", unsupported(fmt.Sprintf("%s %q: the systemd cgroup driver (slice:prefix:name)", field, p))
 	}
-	for _, c := range strings.Split(p, "/") {
-		if c == ".." {
-			return "", invalid("linux.cgroupsPath", "%q must not contain \"..\"", p)
+	for _, c := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+		switch {
+		case c == "":
+			return "", invalid(field, "%q is not a clean path: empty component", p)
+		case c == "." || c == "..":
+			return "", invalid(field, "%q is not a clean path: %q component", p, c)
+		case len(c) > maxCgroupName:
+			return "", invalid(field, "%q: component longer than %d bytes", p, maxCgroupName)
 		}
 	}
 	return p, nil

@@ -27,8 +27,11 @@ const RuntimeName = "io.containerd.autokill.v1"
 type Plan struct {
 	// Namespaces to create (clone3 flags) and to join (by path).
 	Namespaces Namespaces
-	// CgroupsPath is spec.linux.cgroupsPath as given, cgroupfs form ("/a/b"
-	// or "a/b"); empty means the daemon picks one.
+	// CgroupsPath is spec.linux.cgroupsPath, checked by ValidateCgroupsPath:
+	// a clean cgroupfs path, absolute ("/a/b", below each hierarchy's root)
+	// or relative ("a/b", below the daemon's own cgroup, as runc does).
+	// Empty means the daemon derives "/<namespace>/<id>" (internal/cgroups),
+	// so that linux.resources are always enforced.
 	CgroupsPath string
 	// Resources is spec.linux.resources after validation: only memory
 	// (limit, reservation, swap), cpu (shares, quota, period, cpus, mems),

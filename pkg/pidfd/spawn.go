@@ -29,8 +29,8 @@ type SpawnAttr struct {
 	Env  []string
 	// Cloneflags are the CLONE_NEW* flags of namespaces to create.
 	Cloneflags uint64
-	// Setns are namespace fds the child joins before exec (not pid: see PidNS).
-	Setns []*os.File
+	// Setns are namespaces the child joins before exec (not pid: see PidNS).
+	Setns []Namespace
 	// PidNS, when set, is a pid namespace the child is created in.
 	PidNS *os.File
 	// Cgroup, when set, is a cgroup v2 directory the child starts in.
@@ -38,6 +38,51 @@ type SpawnAttr struct {
 	// Stdio become the child's fds 0, 1 and 2, Sync its fd 3.
 	Stdio [3]*os.File
 	Sync  *os.File
+}
+
+// Namespace is a namespace to join: an fd of /proc/PID/ns/* (or a bind
+// mount of one) and the CLONE_NEW* type it must have. The type is enforced
+// twice: CheckNamespace gives a clear error before clone3, and the child's
+// setns is given the type so that the kernel refuses a mismatch even if the
+// file changed in between.
+type Namespace struct {
+	File *os.File
+	Type uint64
+}
+
+// CheckNamespace verifies that f is a namespace of type want (CLONE_NEW*),
+// with the NS_GET_NSTYPE ioctl on the open fd (no path lookup).
+func CheckNamespace(f *os.File, want uint64) error {
+	got, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil {
+		return fmt.Errorf("%s: not a namespace: %w", f.Name(), os.NewSyscallError("ioctl(NS_GET_NSTYPE)", err))
+	}
+	if uint64(got) != want {
+		return fmt.Errorf("%s: is a %s namespace, not a %s namespace", f.Name(), nsTypeName(uint64(got)), nsTypeName(want))
+	}
+	return nil
+}
+
+func nsTypeName(t uint64) string {
+	switch t {
+	case unix.CLONE_NEWNS:
+		return "mount"
+	case unix.CLONE_NEWPID:
+		return "pid"
+	case unix.CLONE_NEWNET:
+		return "network"
+	case unix.CLONE_NEWIPC:
+		return "ipc"
+	case unix.CLONE_NEWUTS:
+		return "uts"
+	case unix.CLONE_NEWUSER:
+		return "user"
+	case unix.CLONE_NEWCGROUP:
+		return "cgroup"
+	case unix.CLONE_NEWTIME:
+		return "time"
+	}
+	return fmt.Sprintf("%#x", t)
 }
 
 // ErrSpawn wraps a failed clone3.
@@ -135,15 +180,20 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 	s.argv = &argv[0]
 	s.envp = &envp[0]
 
-	var nsfds *C.int
 	if n := len(attr.Setns); n > 0 {
-		nsfds = (*C.int)(C.malloc(C.size_t(n) * C.size_t(unsafe.Sizeof(C.int(0)))))
-		defer C.free(unsafe.Pointer(nsfds))
-		arr := unsafe.Slice(nsfds, n)
-		for i, f := range attr.Setns {
-			arr[i] = C.int(f.Fd())
+		// One allocation for both arrays: fds, then types.
+		buf := (*C.int)(C.malloc(C.size_t(2*n) * C.size_t(unsafe.Sizeof(C.int(0)))))
+		defer C.free(unsafe.Pointer(buf))
+		arr := unsafe.Slice(buf, 2*n)
+		for i, ns := range attr.Setns {
+			if ns.Type == 0 || ns.Type == unix.CLONE_NEWPID {
+				return nil, fmt.Errorf("pidfd: setns of %s: type %#x cannot be joined by the child", ns.File.Name(), ns.Type)
+			}
+			arr[i] = C.int(ns.File.Fd())
+			arr[n+i] = C.int(ns.Type)
 		}
-		s.ns_fds = nsfds
+		s.ns_fds = &arr[0]
+		s.ns_types = &arr[n]
 		s.n_ns = C.int(n)
 	}
 

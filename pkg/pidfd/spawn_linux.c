@@ -68,7 +68,10 @@ static void child(const struct ak_spawn *s) {
 			child_fail(s->sync_fd, "prctl(PR_SET_PDEATHSIG)", errno);
 	}
 	for (i = 0; i < s->n_ns; i++) {
-		if (syscall(SYS_setns, s->ns_fds[i], 0) < 0) child_fail(s->sync_fd, "setns", errno);
+		// Never nstype 0: with it the kernel joins whatever namespace the fd
+		// names, so a "network" path to a mount namespace would move the
+		// container into that mount namespace (EINVAL on a mismatch instead).
+		if (syscall(SYS_setns, s->ns_fds[i], s->ns_types[i]) < 0) child_fail(s->sync_fd, "setns", errno);
 	}
 	// Move every fd we still need out of the 0..3 range first, so that a
 	// source, or the binary to exec, that already sits on a target number

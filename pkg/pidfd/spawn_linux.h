@@ -7,6 +7,7 @@ struct ak_spawn {
 	char *const *argv;
 	char *const *envp;
 	const int *ns_fds;   // namespaces to setns() into
+	const int *ns_types; // their CLONE_NEW* types: setns refuses a mismatch
 	int n_ns;
 	int stdio[3];        // become 0, 1, 2
 	int sync_fd;         // becomes 3

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -17,23 +16,30 @@ import (
 
 // Cleanup is the `delete` face: for a bundle whose shim died, kill whatever
 // is left of the container, unmount its rootfs and remove its cgroup.
+// namespace is containerd's namespace of the task (the -namespace flag): with
+// the id it gives the cgroup path when the spec names none, as in Create.
 //
 // In native mode the kernel already killed the init when the shim's pidfd
 // closed, and with it the whole pid namespace; in fallback mode
 // PR_SET_PDEATHSIG did. The cgroup sweep catches containers without a pid
 // namespace.
-func Cleanup(ctx context.Context, id, bundle string) (Exit, error) {
+//
+// The bundle's cgroupsPath goes through the same validation as in Create,
+// and only the cgroup the daemon recorded in the bundle for that path is
+// swept and removed (rmdir): a hostile spec cannot aim it elsewhere.
+func Cleanup(ctx context.Context, namespace, id, bundle string) (Exit, error) {
 	var errs []error
 	if s, err := spec.Load(bundle); err != nil {
 		log.G(ctx).WithError(err).Warn("cleanup: no readable spec, cgroup left alone")
-	} else if s.Linux != nil && s.Linux.CgroupsPath != "" {
-		cg, err := cgroups.Load(s.Linux.CgroupsPath)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
+	} else {
+		var specPath string
+		if s.Linux != nil {
+			specPath = s.Linux.CgroupsPath
+		}
+		if path, err := cgroups.PathFor(specPath, namespace, id); err != nil {
+			errs = append(errs, fmt.Errorf("cgroup left alone: %w", err))
+		} else if err := cgroups.Cleanup(ctx, bundle, path); err != nil {
 			errs = append(errs, err)
-		default:
-			errs = append(errs, cg.Delete(ctx))
 		}
 	}
 	if err := mount.UnmountAll(filepath.Join(bundle, "rootfs")); err != nil {

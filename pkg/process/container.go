@@ -17,9 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/guard"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
-	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
-	"github.com/autokill/containerd-shim-autokill-v1/internal/setup"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 )
@@ -29,28 +28,40 @@ import (
 // Every transition happens under mu, and the event describing it is queued
 // before mu is released: events reach containerd in transition order
 // (Create → Start → Exit → Delete) by construction.
+//
+// Lock discipline: id, bundle, cfg, pub and sys never change after Create.
+// Every other field is guarded by mu, except where said; proc is set once
+// by create (before the Container is shared) and closed by Delete under mu.
 type Container struct {
 	id     string
 	bundle string
 	cfg    CreateConfig
 	pub    Publisher
+	sys    system
 
 	mu     sync.Mutex
 	status Status
-	proc   *pidfd.Process
-	sync   *initsync.Conn // until the entrypoint is exec'd
+	proc   initProc  // set by create; closed by Delete (under mu)
+	sync   setupConn // until the first Start
 	cg     cgroups.Manager
 	io     *stdio
 	rootfs string // mounted by us, unmounted on Delete
 	exit   Exit
+	// sharedPidNS: no pid namespace of its own, so the init's death does
+	// not end the rest of the container. guarded: armed in the crash guard.
+	sharedPidNS, guarded bool
 
-	exited chan struct{} // closed once exit is recorded
+	exited chan struct{} // closed once exit is recorded; not guarded
 }
 
 // Create sets up the container described by cfg and leaves its init waiting
 // for Start. It publishes TaskCreate. Errors wrap errdefs: InvalidArgument for
 // a bad bundle or spec, NotFound, or the cause.
-func Create(ctx context.Context, cfg CreateConfig, pub Publisher) (_ *Container, retErr error) {
+func Create(ctx context.Context, cfg CreateConfig, pub Publisher) (*Container, error) {
+	return createWith(ctx, cfg, pub, linuxSystem{})
+}
+
+func createWith(ctx context.Context, cfg CreateConfig, pub Publisher, sys system) (_ *Container, retErr error) {
 	if cfg.Terminal {
 		return nil, fmt.Errorf("create %s: terminal: %w", cfg.ID, errdefs.ErrNotImplemented)
 	}
@@ -62,7 +73,7 @@ func Create(ctx context.Context, cfg CreateConfig, pub Publisher) (_ *Container,
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", cfg.ID, err)
 	}
-	c := &Container{id: cfg.ID, bundle: cfg.Bundle, cfg: cfg, pub: pub, exited: make(chan struct{})}
+	c := &Container{id: cfg.ID, bundle: cfg.Bundle, cfg: cfg, pub: pub, sys: sys, exited: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			c.release(ctx)
@@ -88,10 +99,7 @@ func Create(ctx context.Context, cfg CreateConfig, pub Publisher) (_ *Container,
 func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 	if len(c.cfg.Rootfs) > 0 {
 		rootfs := filepath.Join(c.bundle, "rootfs")
-		if err := os.MkdirAll(rootfs, 0o711); err != nil {
-			return err
-		}
-		if err := mount.All(c.cfg.Rootfs, rootfs); err != nil {
+		if err := c.sys.mountRootfs(c.cfg.Rootfs, rootfs); err != nil {
 			return err
 		}
 		c.rootfs = rootfs
@@ -99,69 +107,44 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 	if _, err := os.Stat(plan.Root); err != nil {
 		return fmt.Errorf("rootfs: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
-	exe, err := setupExe()
+	// Always a cgroup of its own, derived when the spec names none, so that
+	// linux.resources (device rules included) are enforced.
+	cgPath, err := cgroups.PathFor(plan.CgroupsPath, c.cfg.Namespace, c.id)
 	if err != nil {
 		return err
 	}
-	if plan.CgroupsPath != "" {
-		cg, err := cgroups.New(plan.CgroupsPath, plan.Resources)
-		if err != nil {
-			return err
-		}
-		c.cg = cg
+	cg, err := c.sys.newCgroup(c.bundle, cgPath, plan.Resources)
+	if err != nil {
+		return err
 	}
+	c.cg = cg
 	if c.io, err = openStdio(ctx, c.id, c.cfg.Namespace, c.cfg.Stdin, c.cfg.Stdout, c.cfg.Stderr); err != nil {
 		return err
 	}
 
-	attr := &pidfd.SpawnAttr{
-		Exe:        exe,
-		Args:       []string{"containerd-shim-autokill-v1", setup.Arg},
-		Env:        []string{"GOMAXPROCS=1"},
-		Cloneflags: plan.Namespaces.Create,
-		Stdio:      c.io.child,
-	}
-	var nsFiles []*os.File
-	defer func() {
-		for _, f := range nsFiles {
-			f.Close()
-		}
-	}()
-	for _, j := range plan.Namespaces.Join {
-		f, err := os.Open(j.Path)
-		if err != nil {
-			return fmt.Errorf("join %s namespace: %w", j.Type, err)
-		}
-		nsFiles = append(nsFiles, f)
-		if j.Flag == syscall.CLONE_NEWPID {
-			attr.PidNS = f
-		} else {
-			attr.Setns = append(attr.Setns, f)
-		}
-	}
-	if c.cg != nil {
-		attr.Cgroup = c.cg.IntoFd()
-	}
-	parent, child, err := initsync.NewPair()
-	if err != nil {
-		return err
-	}
-	c.sync = parent
-	attr.Sync = child.File()
-	c.proc, err = pidfd.Spawn(attr)
-	child.Close()
+	c.proc, c.sync, err = c.sys.spawn(ctx, plan, c.cg, c.io.child)
 	c.io.closeChild()
 	if err != nil {
 		return err
 	}
 	log.G(ctx).WithField("pid", c.proc.Pid()).Debug("init cloned")
-	plan.Fallback = !pidfd.Probe().Native
+	// Armed before the init can run user code (it waits for Plan and
+	// Start): from here the daemon's death kills the whole cgroup, whatever
+	// the init does to its credentials, and with or without a pid namespace.
+	c.sharedPidNS = plan.Namespaces.Create&syscall.CLONE_NEWPID == 0
+	if guard.Needed(c.sys.native(), plan.Namespaces.Create) {
+		if err := c.sys.arm(ctx, c.id, c.cg); err != nil {
+			return err
+		}
+		c.guarded = true
+	}
+	plan.Fallback = !c.sys.native()
 	if err := c.sync.SendPlan(plan); err != nil {
 		return c.setupError(ctx, err)
 	}
 	// The v1 attach waits out an RCU grace period (~10 ms): the setup face
 	// mounts meanwhile and waits for Joined only where the cgroup matters.
-	if c.cg != nil && attr.Cgroup == nil {
+	if c.cg.IntoFd() == nil {
 		if err := c.cg.Add(c.proc.Pid()); err != nil {
 			return err
 		}
@@ -222,8 +205,17 @@ func (c *Container) cleanup(ctx context.Context) error {
 			c.cg = nil
 		}
 	}
+	// Only once the cgroup is gone: until then a crash of the daemon must
+	// still kill whatever is left in it.
+	if c.guarded && c.cg == nil {
+		if err := c.sys.disarm(ctx, c.id); err != nil {
+			errs = append(errs, err)
+		} else {
+			c.guarded = false
+		}
+	}
 	if c.rootfs != "" {
-		if err := mount.UnmountAll(c.rootfs); err != nil {
+		if err := c.sys.unmountRootfs(c.rootfs); err != nil {
 			errs = append(errs, err)
 		} else {
 			c.rootfs = ""
@@ -242,6 +234,14 @@ func (c *Container) watch() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.sharedPidNS && c.cg != nil {
+		// No pid namespace died with this init: what it left running
+		// would outlive the container's exit. containerd's runc shim
+		// kills it too (shouldKillAllOnExit), before TaskExit.
+		if err := c.cg.SignalAll(syscall.SIGKILL); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Warn("kill the processes the init left")
+		}
+	}
 	c.exit = Exit{Pid: uint32(c.proc.Pid()), Status: uint32(e.Status), At: e.At}
 	to, err := next(opExit, c.status)
 	if err != nil {
@@ -271,13 +271,21 @@ func (c *Container) Start(ctx context.Context) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", c.id, err)
 	}
-	if err := c.sync.SendStart(); err != nil {
+	if c.sync == nil {
+		// An earlier Start reached the setup face and failed; the init is
+		// on its way out (its exit moves the state to stopped), and there
+		// is nobody left to tell "start" to.
+		return 0, fmt.Errorf("start %s: an earlier start failed: %w", c.id, errdefs.ErrFailedPrecondition)
+	}
+	// The connection is spent whatever happens next: the setup face
+	// either execs (EOF) or reports its failure and exits.
+	conn := c.sync
+	c.sync = nil
+	defer conn.Close()
+	if err := conn.SendStart(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.id, err)
 	}
-	err = c.sync.RecvExec()
-	c.sync.Close()
-	c.sync = nil
-	if err != nil {
+	if err := conn.RecvExec(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", c.id, err)
 	}
 	c.status = to
@@ -289,10 +297,13 @@ func (c *Container) Start(ctx context.Context) (uint32, error) {
 // Kill sends signal to the init, or with all to every process of the
 // container. NotFound once the container has no process left.
 func (c *Container) Kill(ctx context.Context, signal uint32, all bool) error {
+	// Held throughout: Delete closes the pidfd and drops the cgroup under
+	// mu, and a Kill that raced it must see "deleted" (NotFound), not a
+	// closed fd. Signalling is quick; the cgroup freeze of --all is the
+	// slowest part (milliseconds).
 	c.mu.Lock()
-	_, err := next(opKill, c.status)
-	c.mu.Unlock()
-	if err != nil {
+	defer c.mu.Unlock()
+	if _, err := next(opKill, c.status); err != nil {
 		return fmt.Errorf("%s: %w", c.id, err)
 	}
 	sig := syscall.Signal(signal)
@@ -347,15 +358,16 @@ func (c *Container) Delete(ctx context.Context) (Exit, error) {
 	c.mu.Lock()
 	status := c.status
 	_, err := next(opDelete, status)
+	if err == nil && status == StatusCreated {
+		// Never started: the waiting setup face is killed, as runc does.
+		// Under mu: a racing Delete may close the pidfd once it is done.
+		if serr := c.proc.Signal(syscall.SIGKILL); serr != nil && !errors.Is(serr, pidfd.ErrExited) {
+			err = fmt.Errorf("delete %s: %w", c.id, serr)
+		}
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return Exit{}, fmt.Errorf("%s: %w", c.id, err)
-	}
-	if status == StatusCreated {
-		// Never started: the waiting setup face is killed, as runc does.
-		if err := c.proc.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, pidfd.ErrExited) {
-			return Exit{}, fmt.Errorf("delete %s: %w", c.id, err)
-		}
 	}
 	select {
 	case <-c.exited:
@@ -386,19 +398,20 @@ func (c *Container) Delete(ctx context.Context) (Exit, error) {
 
 // Pids lists the processes of the container.
 func (c *Container) Pids(ctx context.Context) ([]ProcessInfo, error) {
+	// Under mu: Delete removes the cgroup under it, and a listing that
+	// raced it would read a cgroup half gone. Reading cgroup.procs is quick.
 	c.mu.Lock()
-	cg, status, pid := c.cg, c.status, c.proc.Pid()
-	c.mu.Unlock()
-	if status == StatusDeleted {
+	defer c.mu.Unlock()
+	if c.status == StatusDeleted {
 		return nil, fmt.Errorf("pids %s: %w", c.id, errdefs.ErrNotFound)
 	}
-	if cg == nil {
-		if status == StatusStopped {
+	if c.cg == nil {
+		if c.status == StatusStopped {
 			return nil, nil
 		}
-		return []ProcessInfo{{Pid: uint32(pid)}}, nil
+		return []ProcessInfo{{Pid: uint32(c.proc.Pid())}}, nil
 	}
-	pids, err := cg.Pids()
+	pids, err := c.cg.Pids()
 	if err != nil {
 		return nil, fmt.Errorf("pids %s: %w", c.id, err)
 	}

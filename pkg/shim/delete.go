@@ -2,10 +2,16 @@ package shim
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/containerd/log"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	"google.golang.org/protobuf/proto"
@@ -26,9 +32,9 @@ func runDelete(ctx context.Context, f flags, stdout io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, cleanupTimeout)
 	defer cancel()
 
-	removeStaleSocket(f.bundle)
+	removeStaleSocket(ctx, f.bundle)
 
-	exit, err := process.Cleanup(ctx, f.id, f.bundle)
+	exit, err := process.Cleanup(ctx, f.namespace, f.id, f.bundle)
 	if err != nil {
 		return fmt.Errorf("cleanup %s: %w", f.id, err)
 	}
@@ -50,15 +56,39 @@ func deleteResponse(exit process.Exit) *taskapi.DeleteResponse {
 
 // removeStaleSocket removes the socket named by <bundle>/address when no
 // daemon answers on it any more. A live daemon may still serve other
-// containers of its group: its socket stays.
-func removeStaleSocket(bundle string) {
+// containers of its group: its socket stays. The file is only trusted as far
+// as it names one of our sockets: a unix socket whose name has the form
+// socketAddress gives; anything else is left alone, and said so.
+func removeStaleSocket(ctx context.Context, bundle string) {
 	address, err := readAddress(bundle)
 	if err != nil || address == "" {
 		return
 	}
 	path := socketPath(address)
+	if !isShimSocket(path) {
+		log.G(ctx).WithField("address", address).Warn("delete: <bundle>/address does not name a shim socket: left alone")
+		return
+	}
 	if canConnect(path) {
 		return
 	}
 	_ = os.Remove(path)
+}
+
+// isShimSocket says whether path is a socket this shim could have created:
+// an absolute path whose last component is a sha256 in hex (socketAddress),
+// and a unix socket, not followed if it is a symlink.
+func isShimSocket(path string) bool {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return false
+	}
+	base := filepath.Base(path)
+	if len(base) != 2*sha256.Size {
+		return false
+	}
+	if _, err := hex.DecodeString(base); err != nil {
+		return false
+	}
+	st, err := os.Lstat(path)
+	return err == nil && st.Mode().Type() == fs.ModeSocket
 }

@@ -1,6 +1,8 @@
 package shim
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net"
@@ -237,21 +239,70 @@ func TestAddressFile(t *testing.T) {
 	}
 	// A live daemon's socket stays (it may serve other containers of its
 	// group); a dead one's goes.
-	sock := filepath.Join(dir, "sock")
+	ctx := context.Background()
+	name := strings.Repeat("ab", sha256.Size)
+	sock := filepath.Join(dir, name)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeAddress(dir, "unix://"+sock)
-	removeStaleSocket(dir)
+	removeStaleSocket(ctx, dir)
 	if _, err := os.Stat(sock); err != nil {
 		t.Fatal("live socket removed")
 	}
 	l.SetUnlinkOnClose(false)
 	l.Close()
-	removeStaleSocket(dir)
+	removeStaleSocket(ctx, dir)
 	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("stale socket left: %v", err)
+	}
+}
+
+// The address file names what the delete face removes: anything that is
+// not one of our sockets must survive (it used to be removed, whatever it was).
+func TestRemoveStaleSocketOnlyRemovesShimSockets(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	hexName := strings.Repeat("cd", sha256.Size)
+	victims := map[string]func(p string) error{
+		"regular file with a socket's name": func(p string) error { return os.WriteFile(p, []byte("x"), 0o600) },
+		"directory with a socket's name":    func(p string) error { return os.Mkdir(p, 0o700) },
+		"host file":                         func(p string) error { return os.WriteFile(p, []byte("x"), 0o600) },
+	}
+	paths := map[string]string{
+		"regular file with a socket's name": filepath.Join(dir, "f", hexName),
+		"directory with a socket's name":    filepath.Join(dir, "d", hexName),
+		"host file":                         filepath.Join(dir, "etc-passwd"),
+	}
+	for name, mk := range victims {
+		t.Run(name, func(t *testing.T) {
+			p := paths[name]
+			os.MkdirAll(filepath.Dir(p), 0o700)
+			if err := mk(p); err != nil {
+				t.Fatal(err)
+			}
+			bundle := t.TempDir()
+			writeAddress(bundle, "unix://"+p)
+			removeStaleSocket(ctx, bundle)
+			if _, err := os.Lstat(p); err != nil {
+				t.Fatalf("%s removed by the delete face: %v", p, err)
+			}
+		})
+	}
+	// A dead socket with a foreign name is not ours either.
+	foreign := filepath.Join(dir, "foreign.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: foreign, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	bundle := t.TempDir()
+	writeAddress(bundle, "unix://"+foreign)
+	removeStaleSocket(ctx, bundle)
+	if _, err := os.Lstat(foreign); err != nil {
+		t.Fatalf("foreign socket removed: %v", err)
 	}
 }
 

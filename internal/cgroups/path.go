@@ -1,0 +1,182 @@
+package cgroups
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	cg "github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/errdefs"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
+)
+
+// PathFor is the cgroupsPath a container lives in: specPath, checked by
+// spec.ValidateCgroupsPath, or when it is empty "/<namespace>/<id>". The
+// daemon (Create) and the delete face both call it, so they agree on the
+// path by construction.
+//
+// The derived path is the one containerd's default spec writes
+// (pkg/oci: path.Join("/", ns, id)). runc derives a relative "<id>" instead;
+// the namespace keeps equal ids of two namespaces apart, and an absolute
+// path does not depend on which cgroup the shim was started in.
+func PathFor(specPath, namespace, id string) (string, error) {
+	if specPath != "" {
+		return spec.ValidateCgroupsPath(specPath)
+	}
+	for _, c := range []struct{ what, v string }{{"namespace", namespace}, {"container id", id}} {
+		if c.v == "" || c.v == "." || c.v == ".." || strings.Contains(c.v, "/") {
+			return "", fmt.Errorf("derive a cgroup path: %s %q is not a single path component: %w", c.what, c.v, errdefs.ErrInvalidArgument)
+		}
+	}
+	return spec.ValidateCgroupsPath("/" + namespace + "/" + id)
+}
+
+// layout is where a cgroupsPath lands on this host: one directory per
+// mounted hierarchy.
+type layout struct {
+	unified bool
+	// dirs are the container's cgroup directories, one per hierarchy.
+	dirs []string
+	// roots[i] is the mount point of the hierarchy of dirs[i].
+	roots []string
+	// freezer (v1 only) and procs are among dirs: the freezer hierarchy's
+	// directory, and the one whose cgroup.procs lists the processes.
+	freezer, procs string
+	// inner is the path below the hierarchy root, per v1 controller name,
+	// or for v2 under the key "".
+	inner map[string]string
+}
+
+type pather interface{ Path(string) string }
+
+// resolve maps a validated cgroupsPath onto the mounted hierarchies.
+// Relative paths are taken as runc's cgroupfs driver takes them: below the
+// daemon's own cgroup in each v1 hierarchy, and on v2 below the parent of
+// its own cgroup (the daemon's cgroup holds processes, and the
+// no-internal-processes rule would keep it from giving controllers to a
+// child).
+func resolve(p string) (*layout, error) {
+	if p == "" {
+		return nil, fmt.Errorf("cgroup: empty path: %w", errdefs.ErrInvalidArgument)
+	}
+	if _, err := spec.ValidateCgroupsPath(p); err != nil {
+		return nil, err
+	}
+	var own map[string]string
+	var ownUnified string
+	if !path.IsAbs(p) {
+		var err error
+		if own, ownUnified, err = cg.ParseCgroupFileUnified("/proc/self/cgroup"); err != nil {
+			return nil, fmt.Errorf("cgroup %s: relative to our own cgroup: %w", p, err)
+		}
+	}
+	l := &layout{inner: map[string]string{}}
+	if Unified() {
+		inner := p
+		if !path.IsAbs(p) {
+			inner = path.Join(path.Dir(ownUnified), p)
+		}
+		d := filepath.Join(unifiedRoot, inner)
+		l.unified = true
+		l.dirs, l.roots, l.procs = []string{d}, []string{unifiedRoot}, d
+		l.inner[""] = inner
+		return l, nil
+	}
+	subs, err := cgroup1.Default()
+	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: list v1 hierarchies: %w", p, err)
+	}
+	byRoot := map[string]string{}
+	for _, s := range subs {
+		ps, ok := s.(pather)
+		if !ok {
+			continue
+		}
+		name := string(s.Name())
+		inner := p
+		if !path.IsAbs(p) {
+			base, ok := own[name]
+			if !ok {
+				base, ok = own["name="+name]
+			}
+			if !ok {
+				return nil, fmt.Errorf("cgroup %s: our own cgroup in the %s hierarchy is unknown", p, name)
+			}
+			inner = path.Join(base, p)
+		}
+		l.inner[name] = inner
+		// cpu and cpuacct may be one hierarchy seen through symlinks.
+		root, err := filepath.EvalSymlinks(ps.Path("/"))
+		if err != nil {
+			return nil, fmt.Errorf("cgroup %s: %w", p, err)
+		}
+		d, seen := byRoot[root]
+		if !seen {
+			d = filepath.Join(root, inner)
+			byRoot[root] = d
+			l.dirs = append(l.dirs, d)
+			l.roots = append(l.roots, root)
+		}
+		switch s.Name() {
+		case cgroup1.Freezer:
+			l.freezer = d
+		case cgroup1.Devices:
+			if l.procs == "" {
+				l.procs = d
+			}
+		}
+	}
+	if len(l.dirs) == 0 {
+		return nil, fmt.Errorf("cgroup %s: no cgroup v1 hierarchy mounted: %w", p, os.ErrNotExist)
+	}
+	// Every hierarchy gets every process (Add); the freezer's listing is
+	// the one the freeze-and-signal loop relies on.
+	switch {
+	case l.freezer != "":
+		l.procs = l.freezer
+	case l.procs == "":
+		l.procs = l.dirs[0]
+	}
+	return l, nil
+}
+
+// v1Path serves cgroup1's per-controller path lookups from the layout.
+func (l *layout) v1Path(name cgroup1.Name) (string, error) {
+	if p, ok := l.inner[string(name)]; ok {
+		return p, nil
+	}
+	return "", cgroup1.ErrControllerNotActive
+}
+
+// missing lists, shallowest first, the directories from each hierarchy's
+// root down to the container's directory that do not exist yet.
+func (l *layout) missing() ([]string, error) {
+	var out []string
+	for i, d := range l.dirs {
+		rel, err := filepath.Rel(l.roots[i], d)
+		if err != nil {
+			return nil, err
+		}
+		if rel == "." {
+			continue
+		}
+		cur := l.roots[i]
+		for _, c := range strings.Split(rel, "/") {
+			cur = filepath.Join(cur, c)
+			_, err := os.Lstat(cur)
+			if errors.Is(err, os.ErrNotExist) {
+				out = append(out, cur)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("cgroup: %w", err)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,138 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/guard"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/setup"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
+	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
+)
+
+// system is everything a Container does to the machine: mounts, cgroups,
+// the clone3 of its init, the crash guard. The lifecycle (state, locks,
+// events) is written against it so that its races can be tested under
+// -race without root, with a fake (container_race_test.go); linuxSystem is
+// the real one.
+type system interface {
+	// native reports whether clone3 gives autokill pidfds (Linux 7.1+).
+	native() bool
+	mountRootfs(mounts []*types.Mount, dir string) error
+	unmountRootfs(dir string) error
+	newCgroup(bundle, path string, res *specs.LinuxResources) (cgroups.Manager, error)
+	// spawn clones the init into its namespaces (and, on cgroup v2, its
+	// cgroup), running the setup face with stdio and the setup socket.
+	spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manager, stdio [3]*os.File) (initProc, setupConn, error)
+	// arm makes the daemon's death kill the whole cgroup (see
+	// internal/guard); disarm undoes it once the cgroup is gone.
+	arm(ctx context.Context, id string, cg cgroups.Manager) error
+	disarm(ctx context.Context, id string) error
+}
+
+// initProc is the container's init, watched through its pidfd.
+type initProc interface {
+	Pid() int
+	Signal(syscall.Signal) error
+	Wait(context.Context) (pidfd.Exit, error)
+	Close() error
+}
+
+// setupConn is the daemon's end of initsync.
+type setupConn interface {
+	SendPlan(plan any) error
+	SendJoined() error
+	RecvReady() error
+	SendStart() error
+	RecvExec() error
+	Close() error
+}
+
+type linuxSystem struct{}
+
+func (linuxSystem) native() bool { return pidfd.Probe().Native }
+
+func (linuxSystem) mountRootfs(mounts []*types.Mount, dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return err
+	}
+	return mount.All(mounts, dir)
+}
+
+func (linuxSystem) unmountRootfs(dir string) error { return mount.UnmountAll(dir) }
+
+func (linuxSystem) newCgroup(bundle, path string, res *specs.LinuxResources) (cgroups.Manager, error) {
+	return cgroups.New(bundle, path, res)
+}
+
+func (linuxSystem) arm(ctx context.Context, id string, cg cgroups.Manager) error {
+	exe, err := setupExe()
+	if err != nil {
+		return err
+	}
+	return guard.Arm(ctx, exe, id, cg.Dirs().All)
+}
+
+func (linuxSystem) disarm(ctx context.Context, id string) error { return guard.Disarm(ctx, id) }
+
+func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manager, stdio [3]*os.File) (initProc, setupConn, error) {
+	exe, err := setupExe()
+	if err != nil {
+		return nil, nil, err
+	}
+	attr := &pidfd.SpawnAttr{
+		Exe:        exe,
+		Args:       []string{"containerd-shim-autokill-v1", setup.Arg},
+		Env:        []string{"GOMAXPROCS=1"},
+		Cloneflags: plan.Namespaces.Create,
+		Stdio:      stdio,
+	}
+	var nsFiles []*os.File
+	defer func() {
+		for _, f := range nsFiles {
+			f.Close()
+		}
+	}()
+	for _, j := range plan.Namespaces.Join {
+		f, err := os.Open(j.Path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("join %s namespace: %w", j.Type, err)
+		}
+		nsFiles = append(nsFiles, f)
+		// A path of the wrong type would be joined as what it is: a
+		// "network" path to another container's mount namespace would
+		// move this init into it.
+		if err := pidfd.CheckNamespace(f, j.Flag); err != nil {
+			return nil, nil, fmt.Errorf("join %s namespace: %w: %w", j.Type, err, errdefs.ErrInvalidArgument)
+		}
+		if j.Flag == syscall.CLONE_NEWPID {
+			attr.PidNS = f
+		} else {
+			attr.Setns = append(attr.Setns, pidfd.Namespace{File: f, Type: j.Flag})
+		}
+	}
+	if cg != nil {
+		attr.Cgroup = cg.IntoFd()
+	}
+	parent, child, err := initsync.NewPair()
+	if err != nil {
+		return nil, nil, err
+	}
+	attr.Sync = child.File()
+	p, err := pidfd.Spawn(attr)
+	child.Close()
+	if err != nil {
+		parent.Close()
+		return nil, nil, err
+	}
+	return p, parent, nil
+}
