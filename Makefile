@@ -48,12 +48,28 @@ test-vm:
 test:
 	$(MAKE) deps
 	$(MAKE) test-unit
+	$(MAKE) test-fuzz
 	$(MAKE) test-host
 	$(MAKE) bench-quick
 	$(MAKE) test-vm
 
 demo:
 	hack/demo.sh
+
+# Every Go fuzz target for FUZZTIME each, one after the other (go test -fuzz takes one target at
+# a time). Crashers land in the package's testdata/fuzz/ and fail the target: keep them there.
+.PHONY: test-fuzz
+FUZZTIME ?= 20s
+FUZZPARALLEL ?= 1
+FUZZ_TARGETS := internal/spec:FuzzLoadNewPlan internal/spec:FuzzParseMountOptions \
+	internal/initsync:FuzzDecode internal/initsync:FuzzRecv internal/mount:FuzzParseOptions \
+	pkg/shim:FuzzStartStdin pkg/shim:FuzzGroupID
+test-fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s \
+			-parallel $(FUZZPARALLEL) ./$${t%%:*}; \
+	done
 
 # Benchmark against containerd's runc shim (docs/bench/, README). BENCH_CONTAINERD=2.4.2 or 1.6,2.4.2
 # for the other containerd; bench-quick is the smoke run for the test suite (temp dir, < 2 min).

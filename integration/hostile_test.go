@@ -278,3 +278,32 @@ func TestDirectSetupFaceNotTraceable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A spec too large for the setup socket's one packet is refused at Create
+// with InvalidArgument, before any child exists: it used to fail late, with
+// a confusing "message too long", once the init had been cloned.
+func TestDirectSpecTooLarge(t *testing.T) {
+	b := newBundle(t, "direct-huge", "sh", "-c", "exit 0")
+	pad := strings.Repeat("x", 1024)
+	for i := 0; i < 2048; i++ { // ≈2 MiB of environment
+		b.spec.Process.Env = append(b.spec.Process.Env, fmt.Sprintf("V%d=%s", i, pad))
+	}
+	b.write(t)
+	s := startDirectShim(t, "direct-huge", b.dir)
+	ctx := nsCtx(t)
+	_, err := s.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "direct-huge", Bundle: b.dir})
+	err = grpcErr(err)
+	if got := codeOf(err); got != "InvalidArgument" {
+		t.Fatalf("create of a 2 MiB spec: %s (%v), want InvalidArgument", got, err)
+	}
+	if !strings.Contains(err.Error(), "too large") {
+		t.Errorf("error does not say the spec is too large: %v", err)
+	}
+	if kids := childrenOf(s.pid); len(kids) > 0 {
+		t.Errorf("a child was cloned for a spec that cannot be sent: %v", kids)
+	}
+	if l := leftovers(t, b, "direct-huge"); len(l) > 0 {
+		t.Errorf("left behind: %v", l)
+	}
+	runGood(t, s, "direct-huge-good", 0)
+}

@@ -8,10 +8,11 @@
 #   AUTOKILL_TEST_ARGS     extra flags for the test binary (e.g. "-test.run TestCtr")
 #   AUTOKILL_VM_TIMEOUT    seconds per VM run, boot included (default 600); the test binary gets
 #                          -test.timeout 60 s shorter, so a hang ends in a goroutine dump
-#   AUTOKILL_VM_SUITES     which suites to run (default "integration setup pidfd"): setup is the
+#   AUTOKILL_VM_SUITES     which suites to run (default "integration setup units"): setup is the
 #                          internal/setup root tests (the setup face in real namespaces: mount
-#                          safety and the mount-class CVE regressions), pidfd the pkg/pidfd unit
-#                          tests; both run only without AUTOKILL_TEST_ARGS, or (setup) with
+#                          safety and the mount-class CVE regressions), units the unit tests of the
+#                          kernel-dependent packages (UNIT_PKGS below; "pidfd" is an old name for
+#                          it); both run only without AUTOKILL_TEST_ARGS, or (setup) with
 #   AUTOKILL_SETUP_TEST_ARGS  flags for the setup test binary (e.g. "-test.run TestCVE")
 # Run as root from anywhere, after `make deps` and `make build`. bin/integration.test is built here
 # (go test -c, as the host tier does). Needs: hack/vm/fetch.sh's kernel (fetched on demand).
@@ -55,7 +56,7 @@ done
 
 hack/vm/fetch.sh
 
-SUITES=" ${AUTOKILL_VM_SUITES:-integration setup pidfd} "
+SUITES=" ${AUTOKILL_VM_SUITES:-integration setup units} "
 rc=0
 summary=()
 [[ $SUITES == *" integration "* ]] || AUTOKILL_VERSIONS=none
@@ -99,19 +100,27 @@ if [[ $SUITES == *" setup "* ]] && { [ -z "${AUTOKILL_TEST_ARGS:-}" ] || [ -n "$
 	summary+=("internal/setup: $([ $st = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
 fi
 
-# The pidfd unit tests, whose native-mode cases (autokill on close,
-# PIDFD_GET_INFO exit status) skip on the host kernel.
-if [[ $SUITES == *" pidfd "* ]] && [ -z "${AUTOKILL_TEST_ARGS:-}" ]; then
-	go test -c -o bin/pidfd.test ./pkg/pidfd || die "building bin/pidfd.test failed"
+# Unit tests whose outcome depends on the kernel or the cgroup layout, run from their package
+# directory (testdata, fuzz seeds) in one boot: pkg/pidfd (native-mode cases, autokill on close,
+# PIDFD_GET_INFO exit status, skip on the host kernel), internal/cgroups and internal/guard (cgroup
+# v2 here, v1 on the host), internal/initsync (the kernel's SEQPACKET limits), pkg/shim (the ttrpc
+# server), pkg/process (the lifecycle race test).
+UNIT_PKGS="pkg/pidfd internal/cgroups internal/guard internal/initsync pkg/shim pkg/process"
+if [[ $SUITES == *" pidfd "* || $SUITES == *" units "* ]] && [ -z "${AUTOKILL_TEST_ARGS:-}" ]; then
+	script=""
+	for p in $UNIT_PKGS; do
+		b=bin/unit-$(echo "$p" | tr / -).test
+		go test -c -o "$b" "./$p" || die "building $b failed"
+		script+="echo '== vm tier: unit tests of $p =='; (cd $PWD/$p && $PWD/$b -test.v -test.count=1) || rc=1; "
+	done
 	echo
-	echo "== vm tier: pkg/pidfd unit tests =="
 	t0=$SECONDS
 	set +e
-	hack/vm/run.sh --timeout 300 -- bin/pidfd.test -test.v -test.count=1
+	hack/vm/run.sh --timeout 600 -- sh -c "rc=0; ${script}exit \$rc"
 	st=$?
 	set -e
 	[ $st = 0 ] || rc=1
-	summary+=("pkg/pidfd: $([ $st = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
+	summary+=("unit tests ($UNIT_PKGS): $([ $st = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
 fi
 echo
 for s in "${summary[@]}"; do echo "== vm tier: $s =="; done

@@ -16,14 +16,28 @@
 //
 // A Fail message may replace any message the setup face sends. The daemon
 // treats EOF before Ready as a setup failure (the child died).
+//
+// Size: a SEQPACKET message must fit the sender's SO_SNDBUF in one piece
+// (af_unix refuses anything longer than sk_sndbuf less a small reserve with
+// EMSGSIZE). NewPair raises the buffer to carry maxMessage, and every send
+// checks the limit the socket really has, so a plan too large for it fails at
+// SendPlan with InvalidArgument, before anything is written. The receiver
+// peeks each message's length (MSG_PEEK|MSG_TRUNC) and allocates just that.
+//
+// Both ends treat the other as untrusted: a message that is not exactly one
+// of the kinds above (unknown kind or field, trailing data, a plan that is not
+// a JSON object, a field a kind does not carry) is an Internal error, never a
+// half-decoded message.
 package initsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"unicode/utf8"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -32,8 +46,19 @@ import (
 // ChildFd is the fd number of the socket in the setup face.
 const ChildFd = 3
 
-// maxPacket bounds one message; a plan is a few KiB.
-const maxPacket = 1 << 20
+const (
+	// maxMessage bounds one message in either direction, whatever the
+	// socket could carry: the receiver allocates what the peer announces,
+	// so the peer must not be able to announce more. A plan is a few KiB.
+	maxMessage = 1 << 20
+	// sndbufReserve is what af_unix keeps of sk_sndbuf for itself: a
+	// datagram longer than sk_sndbuf - 32 is EMSGSIZE (unix_dgram_sendmsg).
+	sndbufReserve = 32
+	// maxErrorLen bounds the text of a Fail message, so that a failure
+	// naming many hostile paths is still reported instead of being too
+	// large to send.
+	maxErrorLen = 16 << 10
+)
 
 type kind string
 
@@ -55,6 +80,15 @@ type message struct {
 	Code  string          `json:"code,omitempty"`
 }
 
+// planEnvelope is how many bytes a plan message adds to the plan's JSON.
+var planEnvelope = func() int {
+	b, err := json.Marshal(message{Kind: kindPlan, Plan: json.RawMessage("0")})
+	if err != nil {
+		panic(err)
+	}
+	return len(b) - 1
+}()
+
 // codes carries the errdefs class of a setup failure across the socket, so
 // that containerd gets InvalidArgument for a hostile bundle and NotFound for a
 // missing entrypoint rather than Unknown.
@@ -67,10 +101,17 @@ var codes = []struct {
 	{"failed-precondition", errdefs.ErrFailedPrecondition},
 	{"not-implemented", errdefs.ErrNotImplemented},
 	{"permission-denied", errdefs.ErrPermissionDenied},
+	{"internal", errdefs.ErrInternal},
 }
 
-// ErrClosed is returned when the peer closed the socket.
-var ErrClosed = errors.New("initsync: peer closed the socket")
+// ErrClosed is returned when the peer closed the socket: the other side is
+// gone, so the operation cannot go on (FailedPrecondition).
+var ErrClosed = fmt.Errorf("initsync: peer closed the socket: %w", errdefs.ErrFailedPrecondition)
+
+// protocolError is a message the peer should never have sent.
+func protocolError(format string, args ...any) error {
+	return fmt.Errorf("initsync: "+format+": %w", append(args, errdefs.ErrInternal)...)
+}
 
 // ChildError is a failure the setup face reported.
 type ChildError struct {
@@ -80,27 +121,53 @@ type ChildError struct {
 
 func (e *ChildError) Error() string { return e.Msg }
 
-// Unwrap gives the errdefs error the setup face classified the failure as.
+// Unwrap gives the errdefs error the setup face classified the failure as;
+// Unknown when it gave no class this side knows.
 func (e *ChildError) Unwrap() error {
 	for _, c := range codes {
 		if c.name == e.Code {
 			return c.err
 		}
 	}
-	return nil
+	return errdefs.ErrUnknown
 }
 
 // Conn is one end of the socketpair.
 type Conn struct{ f *os.File }
 
-// NewPair returns the daemon's end and the child's end, both CLOEXEC.
+// NewPair returns the daemon's end and the child's end, both CLOEXEC, each
+// with a send buffer raised to carry maxMessage where the kernel allows it.
 func NewPair() (parent, child *Conn, err error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, os.NewSyscallError("socketpair", err)
 	}
+	for _, fd := range fds {
+		if err := raiseSndbuf(fd); err != nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+			return nil, nil, err
+		}
+	}
 	return &Conn{os.NewFile(uintptr(fds[0]), "initsync-parent")},
 		&Conn{os.NewFile(uintptr(fds[1]), "initsync-child")}, nil
+}
+
+// raiseSndbuf asks for a send buffer of twice maxMessage (the kernel doubles
+// the value it is given): a largest plan still unread leaves room for Joined.
+// SO_SNDBUFFORCE lets the root daemon pass net.core.wmem_max; without
+// CAP_NET_ADMIN SO_SNDBUF is clamped to it, and sendLimit reports what that
+// leaves. Only queued data is charged, so the size costs nothing idle.
+func raiseSndbuf(fd int) error {
+	want := maxMessage
+	err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, want)
+	if err == unix.EPERM {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, want)
+	}
+	if err != nil {
+		return os.NewSyscallError("setsockopt SO_SNDBUF", err)
+	}
+	return nil
 }
 
 // FromFd wraps the setup face's inherited socket.
@@ -112,13 +179,51 @@ func (c *Conn) File() *os.File { return c.f }
 // Close closes the socket.
 func (c *Conn) Close() error { return c.f.Close() }
 
+// sendLimit is the longest message this end can send: what its send buffer
+// really holds, read back at each send (the kernel may have clamped the
+// request, and the setup face inherits a socket it did not set up).
+func (c *Conn) sendLimit() (int, error) {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var (
+		sndbuf int
+		gerr   error
+	)
+	if err := rc.Control(func(fd uintptr) {
+		sndbuf, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+	}); err != nil {
+		return 0, err
+	}
+	if gerr != nil {
+		return 0, os.NewSyscallError("getsockopt SO_SNDBUF", gerr)
+	}
+	return min(maxMessage, sndbuf-sndbufReserve), nil
+}
+
+// PlanLimit is the size of the largest plan (its JSON encoding) SendPlan
+// can send on this socket.
+func (c *Conn) PlanLimit() (int, error) {
+	l, err := c.sendLimit()
+	return l - planEnvelope, err
+}
+
 func (c *Conn) send(m message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
-		return err
+		return fmt.Errorf("initsync: encode %s: %w", m.Kind, err)
 	}
-	if len(b) > maxPacket {
-		return fmt.Errorf("initsync: %s message of %d bytes is too large", m.Kind, len(b))
+	limit, err := c.sendLimit()
+	if err != nil {
+		return fmt.Errorf("initsync: send %s: %w", m.Kind, err)
+	}
+	if len(b) > limit {
+		if m.Kind == kindPlan {
+			return fmt.Errorf("initsync: spec too large: plan of %d bytes, limit %d: %w",
+				len(b)-planEnvelope, limit-planEnvelope, errdefs.ErrInvalidArgument)
+		}
+		return fmt.Errorf("initsync: %s message of %d bytes, limit %d: %w", m.Kind, len(b), limit, errdefs.ErrInvalidArgument)
 	}
 	rc, err := c.f.SyscallConn()
 	if err != nil {
@@ -126,8 +231,12 @@ func (c *Conn) send(m message) error {
 	}
 	var werr error
 	if err := rc.Write(func(fd uintptr) bool {
-		_, werr = unix.Write(int(fd), b)
-		return werr != unix.EAGAIN
+		for {
+			_, werr = unix.Write(int(fd), b)
+			if werr != unix.EINTR {
+				return werr != unix.EAGAIN
+			}
+		}
 	}); err != nil {
 		return err
 	}
@@ -138,26 +247,166 @@ func (c *Conn) send(m message) error {
 }
 
 func (c *Conn) recv() (message, error) {
-	buf := make([]byte, maxPacket)
-	n, err := c.f.Read(buf)
-	if errors.Is(err, unix.ECONNRESET) {
-		// A peer that exits with one of our messages unread leaves
-		// ECONNRESET, which the kernel reports (once) ahead of the
-		// messages the peer sent before: its Fail is still queued.
-		n, err = c.f.Read(buf)
-	}
-	if err == io.EOF || (err == nil && n == 0) {
-		return message{}, ErrClosed
-	}
+	b, err := c.readPacket()
 	if err != nil {
-		return message{}, fmt.Errorf("initsync: recv: %w", err)
+		return message{}, err
 	}
+	return decode(b)
+}
+
+// readPacket returns the next packet, in a buffer of its size.
+func (c *Conn) readPacket() ([]byte, error) {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var (
+		b    []byte
+		rerr error
+		eof  bool
+	)
+	if err := rc.Read(func(fd uintptr) bool {
+		b, eof, rerr = readPacketFd(int(fd))
+		return rerr != unix.EAGAIN
+	}); err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, fmt.Errorf("initsync: recv: %w", rerr)
+	}
+	if eof {
+		return nil, ErrClosed
+	}
+	return b, nil
+}
+
+func readPacketFd(fd int) (b []byte, eof bool, err error) {
+	resets := 0
+	for {
+		// MSG_TRUNC makes recv return the packet's real length.
+		n, _, err := unix.Recvfrom(fd, nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.ECONNRESET && resets == 0:
+			// A peer that exits with one of our messages unread leaves
+			// ECONNRESET, which the kernel reports (once) ahead of the
+			// messages the peer sent before: its Fail is still queued.
+			resets++
+			continue
+		case err != nil:
+			return nil, false, err
+		case n > maxMessage:
+			// Consume it: reading into a short buffer drops the rest.
+			_, _, _ = unix.Recvfrom(fd, make([]byte, 1), 0)
+			return nil, false, protocolError("message of %d bytes exceeds %d", n, maxMessage)
+		}
+		b = make([]byte, n)
+		got, _, rflags, _, err := unix.Recvmsg(fd, b, nil, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if rflags&unix.MSG_TRUNC != 0 || got != n {
+			return nil, false, protocolError("message changed size between peek (%d) and read (%d)", n, got)
+		}
+		if n == 0 {
+			// EOF and an empty packet both read as 0 bytes; only a peer
+			// that hung up is EOF.
+			if hungUp(fd) {
+				return nil, true, nil
+			}
+			return nil, false, protocolError("empty message")
+		}
+		return b, false, nil
+	}
+}
+
+func hungUp(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+	for {
+		_, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err != nil || fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP|unix.POLLERR|unix.POLLNVAL) != 0
+	}
+}
+
+// decode parses one packet. It returns a message or an error, never both: a
+// Fail is returned as a *ChildError.
+func decode(b []byte) (message, error) {
+	m, err := decodeObject(b)
+	if err != nil {
+		return message{}, protocolError("bad message: %v", err)
+	}
+	switch m.Kind {
+	case kindPlan:
+		if len(m.Plan) == 0 || m.Plan[0] != '{' || m.Error != "" || m.Code != "" {
+			return message{}, protocolError("bad plan message")
+		}
+	case kindReady, kindStart, kindJoined:
+		if m.Plan != nil || m.Error != "" || m.Code != "" {
+			return message{}, protocolError("bad %s message: it carries a payload", m.Kind)
+		}
+	case kindFail:
+		if m.Plan != nil {
+			return message{}, protocolError("bad fail message: it carries a plan")
+		}
+		msg := m.Error
+		if msg == "" {
+			msg = "setup failed (no reason given)"
+		}
+		return message{}, &ChildError{Msg: msg, Code: m.Code}
+	default:
+		return message{}, protocolError("unknown message kind %.64q", m.Kind)
+	}
+	return m, nil
+}
+
+// decodeObject reads exactly one JSON object with message's keys, each at
+// most once and spelled exactly: encoding/json alone would take "PLAN" for
+// "plan", the last of duplicate keys, and ignore data after the object.
+func decodeObject(b []byte) (message, error) {
 	var m message
-	if err := json.Unmarshal(buf[:n], &m); err != nil {
-		return message{}, fmt.Errorf("initsync: bad message: %w", err)
+	d := json.NewDecoder(bytes.NewReader(b))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return m, errors.New("not a JSON object")
 	}
-	if m.Kind == kindFail {
-		return m, &ChildError{Msg: m.Error, Code: m.Code}
+	seen := map[string]bool{}
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			return m, err
+		}
+		key, _ := t.(string)
+		if seen[key] {
+			return m, fmt.Errorf("duplicate key %.64q", key)
+		}
+		seen[key] = true
+		switch key {
+		case "kind":
+			err = d.Decode(&m.Kind)
+		case "plan":
+			err = d.Decode(&m.Plan)
+		case "error":
+			err = d.Decode(&m.Error)
+		case "code":
+			err = d.Decode(&m.Code)
+		default:
+			return m, fmt.Errorf("unknown key %.64q", key)
+		}
+		if err != nil {
+			return m, fmt.Errorf("key %s: %w", key, err)
+		}
+	}
+	if t, err := d.Token(); err != nil || t != json.Delim('}') {
+		return m, errors.New("unterminated object")
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return m, errors.New("data after the JSON object")
 	}
 	return m, nil
 }
@@ -165,15 +414,17 @@ func (c *Conn) recv() (message, error) {
 func (c *Conn) expect(k kind) (message, error) {
 	m, err := c.recv()
 	if err != nil {
-		return m, err
+		return message{}, err
 	}
 	if m.Kind != k {
-		return m, fmt.Errorf("initsync: got %q, want %q", m.Kind, k)
+		return message{}, protocolError("got %q, want %q", m.Kind, k)
 	}
 	return m, nil
 }
 
-// SendPlan sends the plan (any JSON-encodable value) to the setup face.
+// SendPlan sends the plan (any JSON-encodable value) to the setup face. A
+// plan larger than the socket can carry is InvalidArgument, and nothing is
+// sent.
 func (c *Conn) SendPlan(plan any) error {
 	b, err := json.Marshal(plan)
 	if err != nil {
@@ -188,7 +439,10 @@ func (c *Conn) RecvPlan(v any) error {
 	if err != nil {
 		return err
 	}
-	return json.Unmarshal(m.Plan, v)
+	if err := json.Unmarshal(m.Plan, v); err != nil {
+		return protocolError("decode plan: %v", err)
+	}
+	return nil
 }
 
 // SendJoined tells the setup face it is in its cgroup.
@@ -219,12 +473,12 @@ func (c *Conn) RecvExec() error {
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("initsync: unexpected %q after start", m.Kind)
+	return protocolError("unexpected %q after start", m.Kind)
 }
 
 // Fail reports err to the daemon.
 func (c *Conn) Fail(err error) error {
-	m := message{Kind: kindFail, Error: err.Error()}
+	m := message{Kind: kindFail, Error: truncate(err.Error(), maxErrorLen)}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			m.Code = c.name
@@ -232,4 +486,17 @@ func (c *Conn) Fail(err error) error {
 		}
 	}
 	return c.send(m)
+}
+
+// truncate cuts s to at most n bytes, not inside a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const more = " [...]"
+	cut := n - len(more)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + more
 }

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"syscall"
@@ -127,6 +128,13 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 	if err != nil {
 		return nil, nil, err
 	}
+	// A plan too large for one packet fails now, before there is a child
+	// to clean up, and with the spec's size in the message.
+	if err := checkPlanSize(parent, plan); err != nil {
+		parent.Close()
+		child.Close()
+		return nil, nil, err
+	}
 	attr.Sync = child.File()
 	p, err := pidfd.Spawn(attr)
 	child.Close()
@@ -135,4 +143,20 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 		return nil, nil, err
 	}
 	return p, parent, nil
+}
+
+func checkPlanSize(c *initsync.Conn, plan *spec.Plan) error {
+	limit, err := c.PlanLimit()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(plan)
+	if err != nil {
+		return fmt.Errorf("encode plan: %w", err)
+	}
+	// Fallback, set after the spawn, only shortens it (false → true).
+	if n := len(b); n > limit {
+		return fmt.Errorf("spec too large: plan of %d bytes, the setup socket carries at most %d: %w", n, limit, errdefs.ErrInvalidArgument)
+	}
+	return nil
 }

@@ -11,8 +11,12 @@ import (
 	"runtime/debug"
 	"time"
 
+	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/fifo"
 	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
@@ -75,7 +79,7 @@ func runDaemon(ctx context.Context, f flags) error {
 	pub := NewPublisher(os.Getenv(ttrpcAddressEnv), f.namespace)
 	shutdown := make(chan struct{})
 	svc := newService(processCreate, pub, func() { close(shutdown) })
-	server, err := newServer(svc)
+	server, err := newDaemonServer(svc)
 	if err != nil {
 		return err
 	}
@@ -108,6 +112,54 @@ func runDaemon(ctx context.Context, f flags) error {
 	cancel()
 	logger.Info("shim daemon exiting")
 	return nil
+}
+
+// newDaemonServer is the daemon's ttrpc server for the task service:
+//   - only peers with the daemon's effective uid and gid may connect, as
+//     containerd's own shims require: the socket's file mode is the only
+//     other guard, and an abstract or re-permissioned socket would let any
+//     local user drive every container of the group;
+//   - a panic in a request is recovered into an Internal error with its stack
+//     in the log: it would otherwise kill the daemon and, by design, every
+//     container it serves. The recovering interceptor is the outermost, so it
+//     also catches a panic in the error conversion below it (an error type
+//     whose Error method panics);
+//   - errdefs errors become gRPC codes, the only place that does.
+//
+// A panic on a goroutine a handler started is not a request's and still
+// ends the daemon.
+func newDaemonServer(svc taskapi.TTRPCTaskService) (*ttrpc.Server, error) {
+	s, err := ttrpc.NewServer(
+		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
+		ttrpc.WithChainUnaryServerInterceptor(recoverInterceptor, errorInterceptor),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("ttrpc server: %w", err)
+	}
+	taskapi.RegisterTTRPCTaskService(s, svc)
+	return s, nil
+}
+
+func recoverInterceptor(ctx context.Context, um ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.G(ctx).WithFields(log.Fields{
+				"method": info.FullMethod,
+				"panic":  fmt.Sprint(r),
+				"stack":  string(debug.Stack()),
+			}).Error("request panicked; the daemon goes on")
+			resp, err = nil, errgrpc.ToGRPC(fmt.Errorf("%s: panic: %v: %w", info.FullMethod, r, errdefs.ErrInternal))
+		}
+	}()
+	return m(ctx, um)
+}
+
+func errorInterceptor(ctx context.Context, um ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
+	resp, err := m(ctx, um)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("method", info.FullMethod).Debug("request failed")
+	}
+	return resp, errgrpc.ToGRPC(err)
 }
 
 // setupLogger sends the log to the fifo <bundle>/log that containerd reads

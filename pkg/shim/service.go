@@ -10,7 +10,6 @@ import (
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
-	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -42,7 +41,7 @@ func processCreate(ctx context.Context, cfg process.CreateConfig, pub process.Pu
 }
 
 // service maps containerd's task API (v2) onto tasks. Errors are errdefs
-// errors; newServer turns them into gRPC codes at the ttrpc boundary.
+// errors; newDaemonServer turns them into gRPC codes at the ttrpc boundary.
 type service struct {
 	create   createFunc
 	pub      process.Publisher
@@ -59,25 +58,24 @@ func newService(create createFunc, pub process.Publisher, shutdown func()) *serv
 	return &service{create: create, pub: pub, shutdown: shutdown, tasks: map[string]task{}}
 }
 
-// newServer is the ttrpc server of the daemon: the task service, with every
-// error converted from errdefs to its gRPC code, the only place that does.
-func newServer(svc taskapi.TTRPCTaskService) (*ttrpc.Server, error) {
-	s, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(
-		func(ctx context.Context, um ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, m ttrpc.Method) (any, error) {
-			resp, err := m(ctx, um)
-			if err != nil {
-				log.G(ctx).WithError(err).WithField("method", info.FullMethod).Debug("request failed")
-			}
-			return resp, errgrpc.ToGRPC(err)
-		}))
-	if err != nil {
-		return nil, err
-	}
-	taskapi.RegisterTTRPCTaskService(s, svc)
-	return s, nil
-}
-
 var empty = &emptypb.Empty{}
+
+// createReserved runs the create for an id reserved in tasks. A panic in it
+// (recovered into Internal by the server) must not leave the reservation
+// behind: the id would be taken forever and Shutdown would wait for it.
+func (s *service) createReserved(ctx context.Context, id string, cfg process.CreateConfig) (task, error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.mu.Lock()
+			if s.tasks[id] == nil {
+				delete(s.tasks, id)
+			}
+			s.mu.Unlock()
+			panic(p)
+		}
+	}()
+	return s.create(ctx, cfg, s.pub)
+}
 
 func (s *service) get(id string) (task, error) {
 	s.mu.Lock()
@@ -132,7 +130,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		cfg.Options = r.Options
 	}
 	start := time.Now()
-	t, err := s.create(ctx, cfg, s.pub)
+	t, err := s.createReserved(ctx, r.ID, cfg)
 	log.G(ctx).WithFields(log.Fields{"id": r.ID, "duration": time.Since(start), "error": err}).Debug("create")
 
 	s.mu.Lock()

@@ -110,16 +110,21 @@ type fixture struct {
 	mu      sync.Mutex
 	tasks   map[string]*fakeTask
 	failing map[string]error
+	panics  map[string]bool // create panics once for these ids
 	created []process.CreateConfig
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	fx := &fixture{shutdown: make(chan struct{}), tasks: map[string]*fakeTask{}, failing: map[string]error{}}
+	fx := &fixture{shutdown: make(chan struct{}), tasks: map[string]*fakeTask{}, failing: map[string]error{}, panics: map[string]bool{}}
 	create := func(ctx context.Context, cfg process.CreateConfig, pub process.Publisher) (task, error) {
 		fx.mu.Lock()
 		defer fx.mu.Unlock()
 		fx.created = append(fx.created, cfg)
+		if fx.panics[cfg.ID] {
+			delete(fx.panics, cfg.ID)
+			panic("create " + cfg.ID + " panics")
+		}
 		if err := fx.failing[cfg.ID]; err != nil {
 			return nil, err
 		}
@@ -129,7 +134,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	var once sync.Once
 	fx.svc = newService(create, nopPublisher{}, func() { once.Do(func() { close(fx.shutdown) }) })
-	server, err := newServer(fx.svc)
+	server, err := newDaemonServer(fx.svc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,5 +423,21 @@ func TestTaskStatus(t *testing.T) {
 		if got := taskStatus(st); got != want {
 			t.Errorf("%q: %v, want %v", st, got, want)
 		}
+	}
+}
+
+// A Create that panics is answered Internal, and its id is free again: the
+// reservation it held used to stay, so the id was AlreadyExists forever and
+// Shutdown waited for a task that would never come.
+func TestCreatePanicReleasesTheID(t *testing.T) {
+	fx := newFixture(t)
+	ctx := context.Background()
+	fx.mu.Lock()
+	fx.panics["p"] = true
+	fx.mu.Unlock()
+	_, err := fx.client.Create(ctx, &taskapi.CreateTaskRequest{ID: "p", Bundle: "/b/p"})
+	wantCode(t, err, codes.Internal)
+	if _, err := fx.client.Create(ctx, &taskapi.CreateTaskRequest{ID: "p", Bundle: "/b/p"}); err != nil {
+		t.Fatalf("create after a panicking create: %v", err)
 	}
 }

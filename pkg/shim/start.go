@@ -18,6 +18,7 @@ import (
 	"time"
 
 	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
@@ -59,6 +60,11 @@ func runStart(ctx context.Context, f flags, stdin *os.File, stdout io.Writer) er
 	env := os.Environ()
 	if params != nil {
 		if d := params.GetSocketDir(); d != "" {
+			// A relative directory would put the socket wherever the
+			// start face's cwd (the bundle) happens to be.
+			if !filepath.IsAbs(d) || filepath.Clean(d) != d {
+				return fmt.Errorf("start: socket directory %q from containerd is not a clean absolute path: %w", d, errdefs.ErrInvalidArgument)
+			}
 			socketDir = d
 		}
 		if grpcAddress == "" {

@@ -14,6 +14,7 @@ import (
 
 	bootstrap "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -322,5 +323,35 @@ func TestCloexecFrom(t *testing.T) {
 	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
 	if err != nil || flags&unix.FD_CLOEXEC == 0 {
 		t.Fatalf("fd %d flags %#x %v", fd, flags, err)
+	}
+}
+
+// A socket directory from containerd's BootstrapParams that is not a clean
+// absolute path is refused before anything is created: a relative one put
+// the socket relative to the start face's cwd (found by FuzzStartStdin).
+func TestStartRefusesRelativeSocketDir(t *testing.T) {
+	for _, dir := range []string{"0000/../", "rel/dir", "/run/../run/x/"} {
+		b, err := proto.Marshal(&bootstrap.BootstrapParams{InstanceID: "c1", Namespace: "default", SocketDir: &dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := filepath.Join(t.TempDir(), "stdin")
+		if err := os.WriteFile(in, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bundle := t.TempDir()
+		var out strings.Builder
+		err = runStart(context.Background(), flags{id: "c1", namespace: "default", bundle: bundle}, f, &out)
+		f.Close()
+		if !errdefs.IsInvalidArgument(err) {
+			t.Errorf("socket dir %q: %v, want InvalidArgument", dir, err)
+		}
+		if ents, _ := os.ReadDir(bundle); len(ents) > 0 {
+			t.Errorf("socket dir %q: the bundle got %v", dir, ents)
+		}
 	}
 }
