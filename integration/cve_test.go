@@ -6,7 +6,7 @@ package integration
 // directory standing for a volume must be untouched. The setup face's own
 // root tests (internal/setup/cve_test.go) cover the same classes in more
 // shapes; these prove the refusal crosses the daemon with its class.
-// CVE-2019-5736 is TestDirectShimBinaryNotWritable.
+// CVE-2019-5736 is TestCVE_2019_5736ShimBinaryNotWritable.
 
 import (
 	"fmt"

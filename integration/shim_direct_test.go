@@ -530,7 +530,7 @@ func TestDirectTaskAPICodes(t *testing.T) {
 
 // The setup face runs the shim binary inside the container; it must be
 // impossible to open it for writing from there (CVE-2019-5736).
-func TestDirectShimBinaryNotWritable(t *testing.T) {
+func TestCVE_2019_5736ShimBinaryNotWritable(t *testing.T) {
 	b := newBundle(t, "direct-exe")
 	b.write(t)
 	// A private copy of the shim: once its daemon is gone nothing executes

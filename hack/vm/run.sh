@@ -98,6 +98,16 @@ if [[ $1 == */* ]]; then
 		KEEP=${KEEP:+$KEEP$'\n'}$cmd_abs
 	fi
 fi
+# The repository itself when it lies below a tmpfs path (a clone in /tmp): tests run from a
+# package directory read their siblings' testdata (../spec/testdata).
+REPO=$(cd "$(dirname "$0")/../.." && pwd -P)
+if below_tmpfs "$REPO"; then
+	kept=$REPO
+	while IFS= read -r k; do
+		[ -n "$k" ] && ! inside "$k" "$REPO" && kept+=$'\n'$k
+	done <<<"$KEEP"
+	KEEP=$kept
+fi
 # The cache (containerd 2.4.2, the image) when AUTOKILL_CACHE points below a tmpfs path.
 if [ -n "${AUTOKILL_CACHE:-}" ]; then
 	cache_abs=$(realpath -m "$AUTOKILL_CACHE")

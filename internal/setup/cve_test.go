@@ -5,7 +5,7 @@ package setup
 // face runs in real namespaces, and the attack must fail with a clear
 // InvalidArgument (or, where success is the safe outcome, the mask or
 // read-only mount must really be in place). CVE-2019-5736 is the
-// integration test TestDirectShimBinaryNotWritable.
+// integration test TestCVE_2019_5736ShimBinaryNotWritable.
 
 import (
 	"errors"

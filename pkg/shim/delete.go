@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -36,7 +35,7 @@ func runDelete(ctx context.Context, f flags, stdout io.Writer) error {
 
 	exit, err := process.Cleanup(ctx, f.namespace, f.id, f.bundle)
 	if err != nil {
-		return fmt.Errorf("cleanup %s: %w", f.id, err)
+		return err
 	}
 	b, err := proto.Marshal(deleteResponse(exit))
 	if err != nil {
