@@ -56,8 +56,8 @@ test:
 demo:
 	hack/demo.sh
 
-# Every Go fuzz target for FUZZTIME each, one after the other (go test -fuzz takes one target at
-# a time). Crashers land in the package's testdata/fuzz/ and fail the target: keep them there.
+# Every Go fuzz target for FUZZTIME each (hack/fuzz.sh). Crashers land in the package's
+# testdata/fuzz/ and fail the target: keep them there.
 .PHONY: test-fuzz
 FUZZTIME ?= 20s
 FUZZPARALLEL ?= 1
@@ -65,11 +65,7 @@ FUZZ_TARGETS := internal/spec:FuzzLoadNewPlan internal/spec:FuzzParseMountOption
 	internal/initsync:FuzzDecode internal/initsync:FuzzRecv internal/mount:FuzzParseOptions \
 	pkg/shim:FuzzStartStdin pkg/shim:FuzzGroupID
 test-fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "== $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s \
-			-parallel $(FUZZPARALLEL) ./$${t%%:*}; \
-	done
+	hack/fuzz.sh $(FUZZTIME) $(FUZZPARALLEL) $(FUZZ_TARGETS)
 
 # Benchmark against containerd's runc shim (docs/bench/, README). BENCH_CONTAINERD=2.4.2 or 1.6,2.4.2
 # for the other containerd; bench-quick is the smoke run for the test suite (temp dir, < 2 min).
