@@ -41,17 +41,8 @@ func SpawnHelper(attr *HelperAttr) (*Process, error) {
 	var s C.struct_ak_spawn
 	s.flags = C.uint64_t(unix.CLONE_PIDFD)
 	s.cgroup_fd = -1
-	s.exe_fd = C.int(attr.Exe.Fd())
-	for i, f := range attr.Stdio {
-		s.stdio[i] = C.int(f.Fd())
-	}
-	s.sync_fd = C.int(attr.Conn.Fd())
-	argv := cStrings(attr.Args)
-	defer freeCStrings(argv)
-	envp := cStrings(attr.Env)
-	defer freeCStrings(envp)
-	s.argv = &argv[0]
-	s.envp = &envp[0]
+	free := setExec(&s, attr.Exe, attr.Stdio, attr.Conn, attr.Args, attr.Env)
+	defer free()
 
 	var fd, cerr C.int
 	pid := C.ak_spawn(&s, &fd, &cerr)

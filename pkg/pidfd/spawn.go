@@ -167,18 +167,8 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 		s.flags |= cloneIntoCgroup
 		s.cgroup_fd = C.int(attr.Cgroup.Fd())
 	}
-	s.exe_fd = C.int(attr.Exe.Fd())
-	for i, f := range attr.Stdio {
-		s.stdio[i] = C.int(f.Fd())
-	}
-	s.sync_fd = C.int(attr.Sync.Fd())
-
-	argv := cStrings(attr.Args)
-	defer freeCStrings(argv)
-	envp := cStrings(attr.Env)
-	defer freeCStrings(envp)
-	s.argv = &argv[0]
-	s.envp = &envp[0]
+	free := setExec(&s, attr.Exe, attr.Stdio, attr.Sync, attr.Args, attr.Env)
+	defer free()
 
 	if n := len(attr.Setns); n > 0 {
 		// One allocation for both arrays: fds, then types.
@@ -227,6 +217,22 @@ func probeClone(flags uint64) error {
 		unix.Close(int(fd))
 	}
 	return nil
+}
+
+// setExec fills what every child of the trampoline gets, container init or
+// helper: the binary, its fds 0-3, argv and envp (in C memory, released by
+// the returned func once clone3 is done).
+func setExec(s *C.struct_ak_spawn, exe *os.File, stdio [3]*os.File, sync *os.File, args, env []string) (free func()) {
+	s.exe_fd = C.int(exe.Fd())
+	for i, f := range stdio {
+		s.stdio[i] = C.int(f.Fd())
+	}
+	s.sync_fd = C.int(sync.Fd())
+	argv := cStrings(args)
+	envp := cStrings(env)
+	s.argv = &argv[0]
+	s.envp = &envp[0]
+	return func() { freeCStrings(argv); freeCStrings(envp) }
 }
 
 // cStrings builds a NULL-terminated array in C memory: cgo forbids passing
