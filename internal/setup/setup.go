@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -48,9 +49,16 @@ func Main() {
 		// No plan (the daemon died or spoke nonsense): nothing to report to.
 		os.Exit(1)
 	}
-	ex, err := Run(&plan, conn.RecvJoined)
+	joined := false
+	ex, err := Run(&plan, func() error { joined = true; return conn.RecvJoined() })
 	if err != nil {
 		conn.Fail(err)
+		if !joined {
+			// The daemon sends Joined after the plan whatever we do; a
+			// socket closed with it unread makes the kernel report
+			// ECONNRESET to the daemon ahead of our Fail. Take it first.
+			awaitJoined(initsync.ChildFd, time.Second)
+		}
 		os.Exit(1)
 	}
 	if err := conn.Ready(); err != nil {
@@ -318,4 +326,27 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 		NoNewPrivileges: p.Process.NoNewPrivileges,
 		Fallback:        p.Fallback,
 	}, nil
+}
+
+// awaitJoined reads and drops the one message the daemon still sends after
+// the plan, waiting at most d (or until the daemon hangs up).
+func awaitJoined(fd int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		var buf [256]byte
+		_, _ = unix.Read(fd, buf[:])
+		return
+	}
 }
