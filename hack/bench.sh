@@ -4,19 +4,21 @@
 #     full   the published numbers: writes docs/bench/{results.md,results.json,chart.png}
 #     quick  a smoke run (3 runs each, 3 idle containers, burst of 5) into a temp dir; exits
 #            non-zero only if a command fails, never on a time
-#   BENCH_CONTAINERD   containerd versions, comma-separated: 1.6 (default), 2.4.2, or "1.6,2.4.2"
+#   BENCH_CONTAINERD   containerd versions, comma-separated, as hack/lib.sh names them: 1.6 (default),
+#                      2.4, "1.6,2.4", 1.7.35, ... or bin dirs
 #   BENCH_OUT          output directory (default: docs/bench for full, a temp dir for quick)
 #   BENCH_CRUN_HUGETLB=1  mount a cgroup v1 hugetlb hierarchy for the run so that crun 1.8.1 accepts
 #                      this hybrid cgroup layout (changes host cgroup state while it runs; undone after)
-# Sets up what is missing (the shim, the image tar, containerd 2.4.2) and runs a private containerd
+# Sets up what is missing (the shim, the image tar, the containerd versions) and runs a private containerd
 # under /run/akbench, removed at the end, also on failure or interrupt. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=hack/lib.sh
+. hack/lib.sh
 
 MODE=${1:-full}
 shift || true
-CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
-IMAGE_TAR=$CACHE/images/busybox.tar
+IMAGE_TAR=$AUTOKILL_CACHE/images/busybox.tar
 VERSIONS=${BENCH_CONTAINERD:-1.6}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -28,13 +30,16 @@ case "$MODE" in full | quick) ;; *) log "usage: $0 [full|quick] [akbench flags]"
 go build -o bin/akbench ./bench/cmd/akbench
 [ -f "$IMAGE_TAR" ] || hack/build-image.sh "$IMAGE_TAR"
 for v in ${VERSIONS//,/ }; do
-	case "$v" in
-	1.6) need=(/usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /usr/bin/runc) ;;
-	2.4.2) need=("$CACHE/containerd-2.4.2/bin/containerd" "$CACHE/containerd-2.4.2/bin/ctr" "$CACHE/containerd-2.4.2/bin/containerd-shim-runc-v2") ;;
-	*) need=("$v/containerd" "$v/ctr") ;;
-	esac
+	bd=$(ak_bin_dir "$v") || exit 2
+	need=("$bd/containerd" "$bd/ctr")
+	[[ $v == */* ]] || need+=("$bd/containerd-shim-runc-v2" /usr/bin/runc)
 	for f in "${need[@]}"; do
-		[ -x "$f" ] || { log "$f missing: running hack/deps.sh"; hack/deps.sh; break; }
+		if [ ! -x "$f" ]; then
+			[[ $v != */* ]] || { log "$f missing"; exit 1; }
+			log "$f missing: running hack/deps.sh $v"
+			hack/deps.sh "$v"
+			break
+		fi
 	done
 done
 
@@ -44,7 +49,7 @@ DIR=$(mktemp -d /run/akbench/run.XXXXXX)
 cleanup() {
 	local d
 	for d in "$DIR"/containerd-*; do
-		[ -d "$d" ] && hack/containerd.sh purge "$d" >/dev/null 2>&1 || true
+		if [ -d "$d" ]; then hack/containerd.sh purge "$d" >/dev/null 2>&1 || true; fi
 	done
 	rm -rf "$DIR"
 }

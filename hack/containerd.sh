@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A private containerd, everything under one directory.
-#   hack/containerd.sh start DIR [BIN_DIR|1.6|2.4.2]   start it (default BIN_DIR /usr/bin = containerd 1.6)
+#   hack/containerd.sh start DIR [BIN_DIR|VERSION]   start it (default containerd 1.6, /usr/bin;
+#                                                    VERSION as in hack/lib.sh: 1.7, 2.4.2, ...)
 #   hack/containerd.sh stop DIR                       stop it (SIGTERM, then SIGKILL); shims keep running
 #   hack/containerd.sh purge DIR                      stop, kill its shims, unmount, remove DIR
 #   hack/containerd.sh status DIR                     exit 0 when it answers
-# The shim's directory (dirname of $AUTOKILL_SHIM, default /work/main/bin... i.e. <repo>/bin) goes
+# The shim's directory (dirname of $AUTOKILL_SHIM, default <repo>/bin/containerd-shim-autokill-v1) goes
 # first on containerd's PATH, then BIN_DIR (for the matching containerd-shim-runc-v2).
 # Files: DIR/config.toml, DIR/containerd.sock (+ .ttrpc), DIR/root, DIR/state, DIR/containerd.log,
 # DIR/containerd.pid, DIR/bin-dir. Use: ctr --address DIR/containerd.sock ...
@@ -12,24 +13,17 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
+# shellcheck source=hack/lib.sh
+. "$REPO/hack/lib.sh"
 SHIM=${AUTOKILL_SHIM:-$REPO/bin/containerd-shim-autokill-v1}
 
 log() { printf '[containerd] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() { sed -n '2,12p' "$0" >&2; exit 2; }
+usage() { sed -n '2,13p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 CMD=$1
 DIR=$2
-
-bin_dir() {
-	case "${1:-/usr/bin}" in
-	1.6 | 1.6.*) echo /usr/bin ;;
-	2.4.2 | v2.4.2) echo "$CACHE/containerd-2.4.2/bin" ;;
-	*) echo "$1" ;;
-	esac
-}
 
 answers() {
 	local bd
@@ -155,7 +149,10 @@ purge() {
 }
 
 case "$CMD" in
-start) start "$(bin_dir "${3:-/usr/bin}")" ;;
+start)
+	bd=$(ak_bin_dir "${3:-1.6}") || exit 2
+	start "$bd"
+	;;
 stop) stop ;;
 purge) purge ;;
 status) answers ;;

@@ -3,26 +3,23 @@
 # Run as root on a fresh machine: installs what is missing, builds the shim and the image, runs a
 # private containerd under $DEMO_DIR (default /run/autokill-demo) and cleans everything up at the end.
 #   AUTOKILL_RUNTIME          default io.containerd.autokill.v1 (io.containerd.runc.v2 for comparison)
-#   AUTOKILL_DEMO_CONTAINERD  1.6 (Debian's, default) or 2.4.2
+#   AUTOKILL_DEMO_CONTAINERD  1.6 (Debian's, default) or another version pinned in hack/lib.sh (2.4, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# shellcheck source=hack/lib.sh
+. hack/lib.sh
 
-CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
 RUNTIME=${AUTOKILL_RUNTIME:-io.containerd.autokill.v1}
 VERSION=${AUTOKILL_DEMO_CONTAINERD:-1.6}
 DEMO_DIR=${DEMO_DIR:-/run/autokill-demo}
 NS=autokill-demo
 ID=demo
 IMAGE=localhost/autokill/busybox:latest
-IMAGE_TAR=$CACHE/images/busybox.tar
+IMAGE_TAR=$AUTOKILL_CACHE/images/busybox.tar
 export AUTOKILL_SHIM=${AUTOKILL_SHIM:-$REPO/bin/containerd-shim-autokill-v1}
 
-case "$VERSION" in
-1.6) BIN=/usr/bin ;;
-2.4.2) BIN=$CACHE/containerd-2.4.2/bin ;;
-*) echo "AUTOKILL_DEMO_CONTAINERD must be 1.6 or 2.4.2" >&2; exit 2 ;;
-esac
+BIN=$(ak_bin_dir "$VERSION") || exit 2
 CTR=("$BIN/ctr" --address "$DEMO_DIR/containerd.sock" --namespace "$NS")
 
 step=0
@@ -81,12 +78,14 @@ say "dependencies (containerd $VERSION, runc, busybox-static)"
 if [ -x "$BIN/containerd" ] && [ -x "$BIN/ctr" ] && [ -x /usr/bin/runc ] && dpkg-query -W busybox-static >/dev/null 2>&1; then
 	echo "present: $("$BIN/containerd" --version)"
 else
-	run hack/deps.sh
+	run hack/deps.sh "$VERSION"
 fi
 
 say "build the shim"
 if [ "$RUNTIME" = io.containerd.autokill.v1 ]; then
-	run go build -trimpath -o "$AUTOKILL_SHIM" ./cmd/containerd-shim-autokill-v1
+	# make build: the same flags as every other build (the version and revision in -v).
+	run make build
+	[ "$AUTOKILL_SHIM" = "$REPO/bin/containerd-shim-autokill-v1" ] || run install -m 0755 bin/containerd-shim-autokill-v1 "$AUTOKILL_SHIM"
 	ls -l "$AUTOKILL_SHIM"
 else
 	echo "runtime $RUNTIME: not needed"
@@ -113,9 +112,10 @@ run "${CTR[@]}" task ps "$ID"
 say "the shim daemon and the container's processes"
 SHIM_PID=$(shim_pid) || { echo "no shim daemon found for $ID" >&2; exit 1; }
 PIDS=$(container_pids | tr '\n' ' ')
-echo "shim daemon: pid $SHIM_PID: $(tr '\0' ' ' </proc/$SHIM_PID/cmdline)"
+echo "shim daemon: pid $SHIM_PID: $(tr '\0' ' ' <"/proc/$SHIM_PID/cmdline")"
 echo "container processes (cgroup /$NS/$ID): $PIDS"
-ps --forest -o pid,ppid,stat,args -p "$(pidlist $SHIM_PID $PIDS)"
+# shellcheck disable=SC2086 # PIDS is a list
+ps --forest -o pid,ppid,stat,args -p "$(pidlist "$SHIM_PID" $PIDS)"
 echo "what the shim logged about its mode (containerd.log):"
 grep -i 'mode' "$DEMO_DIR/containerd.log" | grep -vi 'migrat' | tail -n 5 | sed 's/^/  /' || echo "  (no line with \"mode\")"
 
@@ -133,11 +133,13 @@ LEFT=""
 for p in $PIDS $(container_pids); do
 	if [ -d "/proc/$p" ] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then LEFT="$LEFT $p"; fi
 done
-LEFT=$(echo $LEFT | tr ' ' '\n' | sort -un | tr '\n' ' ')
+# shellcheck disable=SC2086 # LEFT is a list
+LEFT=$(printf '%s\n' $LEFT | sort -un | tr '\n' ' ')
 if [ -z "${LEFT// /}" ]; then
 	echo "no process of the container is left: $PIDS are gone"
 	RESULT="the container died with its shim"
 else
+	# shellcheck disable=SC2086 # LEFT is a list
 	ps -o pid,ppid,stat,args -p "$(pidlist $LEFT)" || true
 	RESULT="the container SURVIVED the shim's death (pids: ${LEFT% })"
 	[ "$RUNTIME" != io.containerd.autokill.v1 ] && RESULT="$RESULT -- as expected with $RUNTIME, which has no autokill"

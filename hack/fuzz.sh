@@ -6,7 +6,7 @@
 # runs out while it minimizes a new interesting input (no failing input is written then): that is
 # retried (up to twice), so that only a real crasher, or three such ends in a row, fails the suite.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 time=$1 par=$2
 shift 2
 rc=0

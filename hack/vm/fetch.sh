@@ -56,7 +56,7 @@ for f in /usr/bin/qemu-system-x86_64 /usr/lib/qemu/virtiofsd /bin/busybox /usr/b
 done
 
 # --- fast path: everything cached and the initramfs matches hack/vm/init -----------------------
-init_sum() { cat "$HERE/init" | sha256sum | cut -c1-16; }
+init_sum() { sha256sum <"$HERE/init" | cut -c1-16; }
 cached_ok() {
 	[ -f "$VMC/kernel.env" ] || return 1
 	# shellcheck disable=SC1091
@@ -64,6 +64,7 @@ cached_ok() {
 		[ "$(cat "$INITRD.sum" 2>/dev/null)" = "$(init_sum)" ])
 }
 if [ "$REFRESH" = 0 ] && cached_ok; then
+	# shellcheck disable=SC1091 # written by an earlier run
 	(. "$VMC/kernel.env" && log "cached: kernel $KVER ($KERNEL)")
 	exit 0
 fi
@@ -138,6 +139,7 @@ if [ ! -f "$ROOT/.extracted" ]; then
 	rm -rf "$ROOT"
 	mkdir -p "$ROOT"
 	for p in "${PKGS[@]}"; do
+		# shellcheck disable=SC2012 # Debian package names hold no newline
 		deb=$(ls -t "$VMC/debs/${p}"_*.deb | head -1)
 		dpkg -x "$deb" "$ROOT"
 	done
@@ -162,7 +164,7 @@ done
 # modules.dep, so that the guest's busybox modprobe can autoload the rest of the modules.
 if [ ! -f "$MODDIR/modules.dep" ]; then
 	log "depmod $KVER"
-	busybox depmod -b "${MODDIR%/lib/modules/$KVER}" "$KVER" || die "depmod failed"
+	busybox depmod -b "${MODDIR%/lib/modules/"$KVER"}" "$KVER" || die "depmod failed"
 fi
 
 # --- vmlinux: the uncompressed kernel boots about 0.5 s faster (PVH entry, no decompression) ---

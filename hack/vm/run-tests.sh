@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # VM tier of the integration tests: bin/integration.test inside a Linux >= 7.1 VM (native
 # CLONE_PIDFD_AUTOKILL), once per containerd version, one VM boot each (a fresh kernel, cgroup tree
-# and tmpfs state per version). Both versions run even if the first fails; the exit status is
-# non-zero if either failed.
-#   AUTOKILL_VERSIONS      containerd versions or bin dirs (default "1.6 2.4.2")
+# and tmpfs state per version). Every version runs even if an earlier one fails; the exit status is
+# non-zero if any failed.
+#   AUTOKILL_VERSIONS      containerd versions (1.6, 2.4.2, ...) or bin dirs (default: hack/lib.sh's
+#                          AK_VM_VERSIONS, 1.6 2.4)
 #   AUTOKILL_RUNTIME       runtime under test (default io.containerd.autokill.v1)
 #   AUTOKILL_TEST_ARGS     extra flags for the test binary (e.g. "-test.run TestCtr")
 #   AUTOKILL_VM_TIMEOUT    seconds per VM run, boot included (default 600); the test binary gets
@@ -18,8 +19,9 @@
 # (go test -c, as the host tier does). Needs: hack/vm/fetch.sh's kernel (fetched on demand).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=hack/lib.sh
+. hack/lib.sh
 
-CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
 VM_TIMEOUT=${AUTOKILL_VM_TIMEOUT:-600}
 TEST_TIMEOUT=$((VM_TIMEOUT > 120 ? VM_TIMEOUT - 60 : VM_TIMEOUT / 2))
 
@@ -29,7 +31,7 @@ die() { log "ERROR: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
 export AUTOKILL_TIER=vm
-export AUTOKILL_IMAGE_TAR=${AUTOKILL_IMAGE_TAR:-$CACHE/images/busybox.tar}
+export AUTOKILL_IMAGE_TAR=${AUTOKILL_IMAGE_TAR:-$AUTOKILL_CACHE/images/busybox.tar}
 export AUTOKILL_RUNTIME=${AUTOKILL_RUNTIME:-io.containerd.autokill.v1}
 if [ "$AUTOKILL_RUNTIME" = io.containerd.autokill.v1 ] || [ -x "$PWD/bin/containerd-shim-autokill-v1" ]; then
 	export AUTOKILL_SHIM=${AUTOKILL_SHIM:-$PWD/bin/containerd-shim-autokill-v1}
@@ -40,15 +42,9 @@ fi
 command -v go >/dev/null || die "go not found: cannot build bin/integration.test"
 go test -c -o bin/integration.test ./integration || die "building bin/integration.test failed"
 
-bin_dir() {
-	case $1 in
-	1.6) echo /usr/bin ;;
-	2.4.2) echo "$CACHE/containerd-2.4.2/bin" ;;
-	*) echo "$1" ;;
-	esac
-}
-for v in ${AUTOKILL_VERSIONS:-1.6 2.4.2}; do
-	bd=$(bin_dir "$v")
+read -ra VERSIONS <<<"${AUTOKILL_VERSIONS:-$AK_VM_VERSIONS}"
+for v in "${VERSIONS[@]}"; do
+	bd=$(ak_bin_dir "$v") || exit 2
 	for b in containerd ctr; do
 		[ -x "$bd/$b" ] || die "$bd/$b missing (containerd $v): run 'make deps'"
 	done
@@ -59,10 +55,9 @@ hack/vm/fetch.sh
 SUITES=" ${AUTOKILL_VM_SUITES:-integration setup units} "
 rc=0
 summary=()
-[[ $SUITES == *" integration "* ]] || AUTOKILL_VERSIONS=none
-for v in ${AUTOKILL_VERSIONS:-1.6 2.4.2}; do
-	[ "$v" != none ] || continue
-	bd=$(bin_dir "$v")
+[[ $SUITES == *" integration "* ]] || VERSIONS=()
+for v in "${VERSIONS[@]}"; do
+	bd=$(ak_bin_dir "$v")
 	ver=$("$bd/containerd" --version 2>/dev/null | awk '{print $3}') || ver=$v
 	echo
 	echo "== vm tier: containerd $ver (runtime $AUTOKILL_RUNTIME), timeout ${VM_TIMEOUT}s =="

@@ -166,6 +166,7 @@ stop_vm() {
 	QPID="" VPID="" OPID="" EPID=""
 }
 KEEP_RUN=${AUTOKILL_VM_KEEP:-0}
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	stop_vm
 	if [ "$KEEP_RUN" = 1 ]; then
@@ -189,9 +190,11 @@ CMDLINE+=" autokill.run=$RUN autokill.time=$(date +%s)${AUTOKILL_VM_APPEND:+ $AU
 if [ "$MACHINE" = microvm ]; then
 	CMDLINE+=" pci=off"
 	# virtio-mmio defaults to the legacy interface, which vhost-user (virtiofsd) refuses.
+	# shellcheck disable=SC2054 # qemu's own comma-separated option lists
 	QEMU_MACHINE=(-M microvm,accel=tcg,memory-backend=mem,x-option-roms=off -global virtio-mmio.force-legacy=false)
 	DEV_SUFFIX=device
 else
+	# shellcheck disable=SC2054 # qemu's own comma-separated option lists
 	QEMU_MACHINE=(-M pc,accel=tcg,memory-backend=mem)
 	DEV_SUFFIX=pci
 fi
@@ -250,7 +253,7 @@ boot() {
 		fi
 		if [[ $ctl == *$'\nexit '* || $ctl == 'exit '* ]]; then
 			# The guest powers off right after; do not wait forever for it.
-			[ $exit_seen_ms != 0 ] || exit_seen_ms=$(now_ms)
+			[ "$exit_seen_ms" != 0 ] || exit_seen_ms=$(now_ms)
 			[ $(($(now_ms) - exit_seen_ms)) -lt 15000 ] || break
 		fi
 		[[ $ctl == *fatal* || $ctl == *boot-error* ]] && { nap 2; break; }

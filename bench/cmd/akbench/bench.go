@@ -139,9 +139,13 @@ func run(ctx context.Context, o options) (rep *report, err error) {
 		}
 		defer os.Remove(base)
 	}
-	for _, v := range o.versions {
+	for i, v := range o.versions {
 		v = strings.TrimSpace(v)
-		e := &env{o: o, version: v, binDir: binDirFor(v), dir: filepath.Join(base, "containerd-"+filepath.Base(v))}
+		bd, err := binDirFor(o.repo, v)
+		if err != nil {
+			return nil, err
+		}
+		e := &env{o: o, version: v, binDir: bd, dir: filepath.Join(base, fmt.Sprintf("containerd-%d", i))}
 		e.sock = filepath.Join(e.dir, "containerd.sock")
 		e.ctrPath = filepath.Join(e.binDir, "ctr")
 		vr, err := runVersion(ctx, e)

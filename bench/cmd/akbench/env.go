@@ -55,14 +55,20 @@ type env struct {
 	ctrPath string
 }
 
-func binDirFor(v string) string {
-	switch v {
-	case "1.6":
-		return "/usr/bin"
-	case "2.4.2":
-		return "/var/cache/autokill/containerd-2.4.2/bin"
+// binDirFor maps a containerd version to its bin dir through hack/lib.sh, the
+// one place that knows the pinned versions and the cache; a path is a bin dir.
+func binDirFor(repo, v string) (string, error) {
+	if strings.Contains(v, "/") {
+		return v, nil
 	}
-	return v
+	var stderr bytes.Buffer
+	cmd := exec.Command("bash", "-c", `. "$1/hack/lib.sh" && ak_bin_dir "$2"`, "bash", repo, v)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("containerd %s: %w: %s", v, err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 func (e *env) script(ctx context.Context, args ...string) error {

@@ -74,7 +74,7 @@ func main() {
 	flag.StringVar(&o.shim, "shim", "", "absolute path of containerd-shim-autokill-v1 (default REPO/bin/containerd-shim-autokill-v1)")
 	flag.StringVar(&o.imageTar, "image-tar", "/var/cache/autokill/images/busybox.tar", "OCI image-layout tar to import")
 	flag.StringVar(&o.image, "image", "localhost/autokill/busybox:latest", "image name inside the tar")
-	flag.StringVar(&versions, "containerd", "1.6", "comma-separated containerd versions: 1.6, 2.4.2 or a bin dir")
+	flag.StringVar(&versions, "containerd", "1.6", "comma-separated containerd versions (as hack/lib.sh names them: 1.6, 2.4, 1.7.35...) or bin dirs")
 	flag.BoolVar(&o.crunHugetlb, "crun-hugetlb", false, "mount a cgroup v1 hugetlb hierarchy for the run so that crun 1.8 accepts the hybrid layout (changes host state for the duration)")
 	flag.BoolVar(&o.noCrun, "no-crun", false, "leave crun out")
 	flag.IntVar(&runs, "runs", 0, "override: ctr run --rm iterations")
