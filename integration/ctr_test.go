@@ -1,6 +1,6 @@
 package integration
 
-// Point 1 of the issue: the shim runs real containers for ctr users of containerd 1.6 and 2.4.2,
+// Point 1 of the issue: the shim runs real containers for ctr users of every containerd under test,
 // and ctr run / task ls / ps / kill / delete behave as they do with io.containerd.runc.v2.
 // Every test here passes with AUTOKILL_RUNTIME=io.containerd.runc.v2 (the reference).
 

@@ -169,7 +169,7 @@ func readEnv() error {
 	}
 	binDir = os.Getenv("AUTOKILL_CONTAINERD_BIN_DIR")
 	if binDir == "" {
-		return errors.New("AUTOKILL_CONTAINERD_BIN_DIR is not set: directory with containerd and ctr (/usr/bin for Debian's 1.6, /var/cache/autokill/containerd-2.4.2/bin for 2.4.2)")
+		return errors.New("AUTOKILL_CONTAINERD_BIN_DIR is not set: directory with containerd and ctr (hack/lib.sh's ak_bin_dir maps a version to it: /usr/bin for Debian's 1.6, $AUTOKILL_CACHE/containerd-<version>/bin for the others)")
 	}
 	for _, b := range []string{"containerd", "ctr"} {
 		if err := isExecutable(filepath.Join(binDir, b)); err != nil {
@@ -207,6 +207,7 @@ type containerd struct {
 	dir     string
 	version string // "1.6.20~ds1", "v2.4.2"
 	major   int
+	minor   int
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -223,7 +224,13 @@ func (c *containerd) bundleDir(id string) string {
 	return filepath.Join(c.stateDir(), "io.containerd.runtime.v2.task", testNamespace, id)
 }
 
-var versionRe = regexp.MustCompile(`containerd\S*\s+v?(\d+)\.(\d+)\S*`)
+// versionNumRe takes major and minor from "1.6.20~ds1", "v2.4.2", "2.2.9+unknown".
+var versionNumRe = regexp.MustCompile(`^v?(\d+)\.(\d+)`)
+
+// atLeast tells whether the containerd under test is major.minor or newer.
+func (c *containerd) atLeast(major, minor int) bool {
+	return c.major > major || c.major == major && c.minor >= minor
+}
 
 // configure reads the version and writes config.toml (version 2 for 1.x, 3 for 2.x).
 func (c *containerd) configure() error {
@@ -238,11 +245,13 @@ func (c *containerd) configure() error {
 		return fmt.Errorf("cannot parse containerd --version: %q", out)
 	}
 	c.version = f[2]
-	major, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(f[2], "v"), ".", 2)[0])
-	if err != nil {
+	m := versionNumRe.FindStringSubmatch(f[2])
+	if m == nil {
 		return fmt.Errorf("cannot parse containerd version %q", f[2])
 	}
+	major, _ := strconv.Atoi(m[1])
 	c.major = major
+	c.minor, _ = strconv.Atoi(m[2])
 	level := "info"
 	if os.Getenv("AUTOKILL_CONTAINERD_DEBUG") == "1" {
 		level = "debug"
