@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -70,4 +71,22 @@ func pidsOf(ps []procInfo) []int {
 		out = append(out, p.Pid)
 	}
 	return out
+}
+
+// TestHarnessConfigTemplate: both majors' configs come out of the shared template complete, with
+// the version each containerd needs (a version 4 file would silently ignore [grpc]).
+func TestHarnessConfigTemplate(t *testing.T) {
+	for major, want := range map[int]string{1: "version = 2\n", 2: "version = 3\n"} {
+		cfg, err := containerdConfig(major, "/d", "info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(cfg, want) || strings.Contains(cfg, "@") || strings.Count(cfg, "disabled_plugins") != 1 ||
+			!strings.Contains(cfg, `address = "/d/containerd.sock"`) || !strings.Contains(cfg, `level = "info"`) {
+			t.Errorf("containerd %d.x config:\n%s", major, cfg)
+		}
+	}
+	if _, err := containerdConfig(2, `/a"b`, "info"); err == nil {
+		t.Error(`a directory with " was accepted`)
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -202,6 +203,31 @@ func isExecutable(p string) error {
 // ---------------------------------------------------------------------------------------------
 // The private containerd.
 
+// configTemplate is also what hack/containerd.sh fills in: one config for every private containerd.
+//
+//go:embed testdata/containerd.toml
+var configTemplate string
+
+// containerdConfig fills in configTemplate for a containerd of the given major version.
+func containerdConfig(major int, dir, level string) (string, error) {
+	if strings.ContainsAny(dir, "\"\\\n") {
+		return "", fmt.Errorf("containerd directory %q: a TOML string needs no escapes here", dir)
+	}
+	keep, drop := "@1@", "@2@"
+	if major >= 2 {
+		keep, drop = drop, keep
+	}
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(configTemplate, "\n") {
+		if strings.HasPrefix(l, "#") || strings.HasPrefix(l, drop) {
+			continue
+		}
+		l = strings.TrimPrefix(l, keep)
+		b.WriteString(strings.NewReplacer("@DIR@", dir, "@LEVEL@", level).Replace(l))
+	}
+	return b.String(), nil
+}
+
 type containerd struct {
 	binDir  string
 	dir     string
@@ -256,36 +282,10 @@ func (c *containerd) configure() error {
 	if os.Getenv("AUTOKILL_CONTAINERD_DEBUG") == "1" {
 		level = "debug"
 	}
-	// 1.x: config version 2. 2.x: version 3 with top-level [grpc]/[ttrpc]; 2.3+ migrates it to its
-	// version 4 (a warning in the log). In a version 4 file a [grpc] section is silently ignored and
-	// containerd would serve /run/containerd/containerd.sock: do not write version 4 this way.
-	cfgVersion, disabled := 2, `"io.containerd.grpc.v1.cri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"`
-	if major >= 2 {
-		cfgVersion = 3
-		disabled = `"io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox", "io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"`
+	cfg, err := containerdConfig(major, c.dir, level)
+	if err != nil {
+		return err
 	}
-	cfg := fmt.Sprintf(`version = %d
-imports = []
-root = %q
-state = %q
-disabled_plugins = [%s]
-
-[grpc]
-  address = %q
-
-[ttrpc]
-  address = %q
-
-[debug]
-  address = ""
-  level = %q
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, cfgVersion, filepath.Join(c.dir, "root"), c.stateDir(), disabled, c.address(), c.address()+".ttrpc", level, filepath.Join(c.dir, "opt"))
 	return os.WriteFile(c.configPath(), []byte(cfg), 0o644)
 }
 
