@@ -231,7 +231,7 @@ func containerdConfig(major int, dir, level string) (string, error) {
 type containerd struct {
 	binDir  string
 	dir     string
-	version string // "1.6.20~ds1", "v2.4.2"
+	version string // "1.6.20~ds1", "2.4.2+unknown"
 	major   int
 	minor   int
 
@@ -265,7 +265,7 @@ func (c *containerd) configure() error {
 		return fmt.Errorf("containerd --version: %v", err)
 	}
 	// "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3"
-	// "containerd github.com/containerd/containerd/v2 v2.4.2 <commit>"
+	// "containerd github.com/containerd/containerd/v2 2.4.2+unknown " (built from the module proxy)
 	f := strings.Fields(string(out))
 	if len(f) < 3 {
 		return fmt.Errorf("cannot parse containerd --version: %q", out)

@@ -108,7 +108,7 @@ if below_tmpfs "$REPO"; then
 	done <<<"$KEEP"
 	KEEP=$kept
 fi
-# The cache (containerd 2.4.2, the image) when AUTOKILL_CACHE points below a tmpfs path.
+# The cache (the built containerd versions, the image) when AUTOKILL_CACHE points below a tmpfs path.
 if [ -n "${AUTOKILL_CACHE:-}" ]; then
 	cache_abs=$(realpath -m "$AUTOKILL_CACHE")
 	if below_tmpfs "$cache_abs" && [ -d "$cache_abs" ]; then
