@@ -42,3 +42,12 @@ func TestRetry(t *testing.T) {
 		t.Errorf("retry: %v after %d calls", err, n)
 	}
 }
+
+func TestKernelAtLeast(t *testing.T) {
+	if ok, err := KernelAtLeast(5, 12); err != nil || !ok {
+		t.Fatalf("KernelAtLeast(5, 12) = %v, %v on a kernel the shim runs on", ok, err)
+	}
+	if ok, err := KernelAtLeast(999, 0); err != nil || ok {
+		t.Fatalf("KernelAtLeast(999, 0) = %v, %v", ok, err)
+	}
+}
