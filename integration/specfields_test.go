@@ -294,3 +294,26 @@ func TestAPIRefusedFieldsThroughCtr(t *testing.T) {
 		})
 	}
 }
+
+// TestAPISysctlInHostNetnsRefused: a spec that joins the host's network namespace by path and sets
+// a net.* sysctl is refused: the write would change the host. The value is the host's own, so
+// nothing changes even if a runtime let it through.
+func TestAPISysctlInHostNetnsRefused(t *testing.T) {
+	const key = "net.ipv4.ip_forward"
+	cur, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newContainerID(t)
+	spec := apiSpec(t, id, []string{"sh", "-c", "echo ran"}, func(spec, proc, linux map[string]any) {
+		setNamespace(linux, "network", "/proc/1/ns/net")
+		linux["sysctl"] = map[string]any{key: strings.TrimSpace(string(cur))}
+	})
+	r := runSpecRm(t, id, spec)
+	if r.Code == 0 || strings.Contains(r.Stdout, "ran") {
+		t.Fatalf("the container ran: %s", r)
+	}
+	if !strings.Contains(r.Stderr, key) || !strings.Contains(r.Stderr, "host") {
+		t.Errorf("error does not name the sysctl and the host namespace: %s", r)
+	}
+}
