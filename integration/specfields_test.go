@@ -306,7 +306,8 @@ func TestAPISysctlInHostNetnsRefused(t *testing.T) {
 	}
 	id := newContainerID(t)
 	spec := apiSpec(t, id, []string{"sh", "-c", "echo ran"}, func(spec, proc, linux map[string]any) {
-		setNamespace(linux, "network", "/proc/1/ns/net")
+		// The test's own network namespace is containerd's and the shim's: the host's.
+		setNamespace(linux, "network", fmt.Sprintf("/proc/%d/ns/net", os.Getpid()))
 		linux["sysctl"] = map[string]any{key: strings.TrimSpace(string(cur))}
 	})
 	r := runSpecRm(t, id, spec)
