@@ -318,3 +318,24 @@ func TestAPISysctlInHostNetnsRefused(t *testing.T) {
 		t.Errorf("error does not name the sysctl and the host namespace: %s", r)
 	}
 }
+
+// TestAPITimeNamespaceJoined: a time namespace joined by path (the test's own, the host's) is
+// entered like the others; the container sees the host's clocks, without offsets.
+func TestAPITimeNamespaceJoined(t *testing.T) {
+	if _, err := os.Stat("/proc/self/ns/time"); err != nil {
+		t.Skipf("no time namespaces in this kernel: %v", err)
+	}
+	needRuncFor(t, "time namespaces", 1, 2)
+	id := newContainerID(t)
+	spec := apiSpec(t, id, []string{"sh", "-c", "cat /proc/self/timens_offsets; readlink /proc/self/ns/time"}, func(spec, proc, linux map[string]any) {
+		linux["namespaces"] = append(linux["namespaces"].([]any), map[string]any{"type": "time", "path": fmt.Sprintf("/proc/%d/ns/time", os.Getpid())})
+	})
+	r := runSpecRm(t, id, spec)
+	own, err := os.Readlink("/proc/self/ns/time")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Code != 0 || !strings.HasSuffix(strings.TrimSpace(r.Stdout), own) || !strings.Contains(r.Stdout, "monotonic") {
+		t.Fatalf("want the test's time namespace %s; got %s", own, r)
+	}
+}
