@@ -6,71 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
-
-// Flag is the effect of one mount option: set or clear an MS_* flag.
-type Flag struct {
-	Clear bool
-	Flag  uint64
-}
-
-// Flags is the usual mount(8) option table, shared by the rootfs mounts of
-// a Create request and the spec mounts.
-var Flags = map[string]Flag{
-	"async":         {true, unix.MS_SYNCHRONOUS},
-	"atime":         {true, unix.MS_NOATIME},
-	"bind":          {false, unix.MS_BIND},
-	"defaults":      {false, 0},
-	"dev":           {true, unix.MS_NODEV},
-	"diratime":      {true, unix.MS_NODIRATIME},
-	"dirsync":       {false, unix.MS_DIRSYNC},
-	"exec":          {true, unix.MS_NOEXEC},
-	"iversion":      {false, unix.MS_I_VERSION},
-	"lazytime":      {false, unix.MS_LAZYTIME},
-	"loud":          {true, unix.MS_SILENT},
-	"noatime":       {false, unix.MS_NOATIME},
-	"nodev":         {false, unix.MS_NODEV},
-	"nodiratime":    {false, unix.MS_NODIRATIME},
-	"noexec":        {false, unix.MS_NOEXEC},
-	"noiversion":    {true, unix.MS_I_VERSION},
-	"nolazytime":    {true, unix.MS_LAZYTIME},
-	"norelatime":    {true, unix.MS_RELATIME},
-	"nostrictatime": {true, unix.MS_STRICTATIME},
-	"nosuid":        {false, unix.MS_NOSUID},
-	"nosymfollow":   {false, unix.MS_NOSYMFOLLOW},
-	"rbind":         {false, unix.MS_BIND | unix.MS_REC},
-	"relatime":      {false, unix.MS_RELATIME},
-	"ro":            {false, unix.MS_RDONLY},
-	"rw":            {true, unix.MS_RDONLY},
-	"silent":        {false, unix.MS_SILENT},
-	"strictatime":   {false, unix.MS_STRICTATIME},
-	"suid":          {true, unix.MS_NOSUID},
-	"symfollow":     {true, unix.MS_NOSYMFOLLOW},
-	"sync":          {false, unix.MS_SYNCHRONOUS},
-}
-
-// ParseOptions splits mount options into flags and the data string.
-func ParseOptions(options []string) (flags uintptr, data string) {
-	var rest []string
-	for _, o := range options {
-		if f, ok := Flags[o]; ok {
-			if f.Clear {
-				flags &^= uintptr(f.Flag)
-			} else {
-				flags |= uintptr(f.Flag)
-			}
-			continue
-		}
-		rest = append(rest, o)
-	}
-	return flags, strings.Join(rest, ",")
-}
 
 // All mounts ms on target in order. On failure what was mounted is undone.
 func All(ms []*types.Mount, target string) (err error) {

@@ -6,7 +6,7 @@ import (
 )
 
 // FuzzParseOptions checks ParseOptions against a per-bit model: each MS_*
-// bit ends as the last table option touching it says, no bit outside the
+// bit ends as the last flag option of the table touching it says, no bit outside the
 // table is ever set, and every option that is not in the table is kept, in
 // order, in the data string (the options come one per line).
 func FuzzParseOptions(f *testing.F) {
@@ -14,9 +14,15 @@ func FuzzParseOptions(f *testing.F) {
 		"index=off\nlowerdir=/a:/b\nupperdir=/u\nworkdir=/w", "nosuid,dev", "bind\nrbind\nsuid", "ro\x00", "\n"} {
 		f.Add(s)
 	}
+	flagOpt := func(o string) (Option, bool) {
+		fl, ok := Options[o]
+		return fl, ok && fl.Kind == FlagOption
+	}
 	var table uint64
-	for _, fl := range Flags {
-		table |= fl.Flag
+	for o := range Options {
+		if fl, ok := flagOpt(o); ok {
+			table |= fl.Flag
+		}
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		opts := strings.Split(in, "\n")
@@ -30,7 +36,7 @@ func FuzzParseOptions(f *testing.F) {
 			}
 			want := false
 			for _, o := range opts {
-				if fl, ok := Flags[o]; ok && fl.Flag&bit != 0 {
+				if fl, ok := flagOpt(o); ok && fl.Flag&bit != 0 {
 					want = !fl.Clear
 				}
 			}
@@ -40,7 +46,7 @@ func FuzzParseOptions(f *testing.F) {
 		}
 		var rest []string
 		for _, o := range opts {
-			if _, ok := Flags[o]; !ok {
+			if _, ok := flagOpt(o); !ok {
 				rest = append(rest, o)
 			}
 		}

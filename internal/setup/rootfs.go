@@ -369,7 +369,12 @@ func (r *rootfs) mount(m spec.Mount, hostCgroups *cgroupLayout) error {
 		if err := r.checkTarget(m, target, nil); err != nil {
 			return err
 		}
-		return r.mountCgroup(m, target, hostCgroups)
+		if err := r.mountCgroup(m, target, hostCgroups); err != nil {
+			return err
+		}
+		// The v1 tree is a tmpfs with a mount per hierarchy: set last,
+		// on what is now at the destination, before any process runs.
+		return r.setRecursiveAt(m)
 	}
 	var target *os.File
 	var err error
@@ -390,10 +395,42 @@ func (r *rootfs) mount(m spec.Mount, hostCgroups *cgroupLayout) error {
 		return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
 	}
 	defer mnt.Close()
+	if err := setRecursive(mnt, m); err != nil {
+		return err
+	}
 	if err := linux.MoveMount(mnt, target); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
 	}
 	return propagateFd(mnt, m.Destination, m.Propagation)
+}
+
+// setRecursive applies the recursive attributes (rro, rnosuid...) to the
+// whole tree under mnt with mount_setattr(AT_RECURSIVE). On a detached
+// tree (a bind's clone, a new filesystem) nobody sees the tree without
+// them, submounts of an rbind included: that is what makes rro stronger
+// than ro, which only the top mount of an rbind gets.
+func setRecursive(mnt *os.File, m spec.Mount) error {
+	if m.RecSet == 0 && m.RecClr == 0 {
+		return nil
+	}
+	if err := linux.MountSetattr(mnt, unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: m.RecSet, Attr_clr: m.RecClr}); err != nil {
+		return fmt.Errorf("%s: recursive mount attributes: %w", m.Destination, err)
+	}
+	return nil
+}
+
+// setRecursiveAt is setRecursive for the mount now at m.Destination,
+// resolved again in the rootfs.
+func (r *rootfs) setRecursiveAt(m spec.Mount) error {
+	if m.RecSet == 0 && m.RecClr == 0 {
+		return nil
+	}
+	f, err := r.open(m.Destination)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return setRecursive(f, m)
 }
 
 // sbOptions are the MS_* flags that belong to the superblock of a new
@@ -562,6 +599,9 @@ func (r *rootfs) bindMount(m spec.Mount) error {
 		return err
 	}
 	if err := setAttrs(tree, m.Destination, m.Flags); err != nil {
+		return err
+	}
+	if err := setRecursive(tree, m); err != nil {
 		return err
 	}
 	if err := linux.MoveMount(tree, target); err != nil {

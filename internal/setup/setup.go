@@ -255,6 +255,13 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 			return nil, fmt.Errorf("sysctl %s=%s: %w", s.Key, s.Value, err)
 		}
 	}
+	// The time namespace and its offsets: needs CAP_SYS_ADMIN and
+	// CAP_SYS_TIME, and no process may enter it before the entrypoint.
+	if p.Namespaces.NewTimeNS {
+		if err := unshareTimeNS(p.TimeOffsets); err != nil {
+			return nil, err
+		}
+	}
 	if err := readonlyPaths(p.ReadonlyPaths); err != nil {
 		return nil, err
 	}
@@ -267,6 +274,15 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 	// 7. Limits, while we still have CAP_SYS_RESOURCE to raise them.
 	if err := setRlimits(p.Process.Rlimits); err != nil {
 		return nil, fmt.Errorf("process.rlimits: %w", err)
+	}
+
+	// Scheduler, I/O priority and personality: per thread, kept across
+	// execve, and set while the capabilities they need are still here.
+	if err := applyProcessAttrs(&p.Process); err != nil {
+		return nil, err
+	}
+	if err := setPersonality(p.Personality); err != nil {
+		return nil, err
 	}
 
 	// 8. Credentials. chdir first, as root, in case the user cannot

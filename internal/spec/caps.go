@@ -52,6 +52,16 @@ var capabilityNumbers = map[string]uint{
 	"CAP_CHECKPOINT_RESTORE": unix.CAP_CHECKPOINT_RESTORE,
 }
 
+// CapabilityNames lists every capability NewPlan accepts, by number: the
+// capabilities of the OCI features document.
+func CapabilityNames() []string {
+	out := make([]string, len(capabilityNumbers))
+	for name, n := range capabilityNumbers {
+		out[n] = name
+	}
+	return out
+}
+
 // CapabilityNumber returns the number of a capability name such as
 // "CAP_SYS_ADMIN".
 func CapabilityNumber(name string) (uint, bool) {

@@ -71,6 +71,12 @@ func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
 	if p.Process, err = convertProcess(s.Process); err != nil {
 		return nil, err
 	}
+	if p.Personality, err = convertPersonality(l.Personality); err != nil {
+		return nil, err
+	}
+	if p.TimeOffsets, err = convertTimeOffsets(l.TimeOffsets, p.Namespaces); err != nil {
+		return nil, err
+	}
 	p.OOMScoreAdj = s.Process.OOMScoreAdj
 	if a := p.OOMScoreAdj; a != nil && (*a < -1000 || *a > 1000) {
 		return nil, invalid("process.oomScoreAdj", "%d is outside [-1000, 1000]", *a)
@@ -121,10 +127,6 @@ func checkUnsupportedLinux(l *specs.Linux) error {
 		return unsupported("linux.intelRdt")
 	case l.MemoryPolicy != nil:
 		return unsupported("linux.memoryPolicy")
-	case l.Personality != nil:
-		return unsupported("linux.personality")
-	case len(l.TimeOffsets) > 0:
-		return unsupported("linux.timeOffsets")
 	}
 	return nil
 }
@@ -152,6 +154,20 @@ var nsFlags = map[specs.LinuxNamespaceType]uint64{
 	specs.IPCNamespace:     unix.CLONE_NEWIPC,
 	specs.UTSNamespace:     unix.CLONE_NEWUTS,
 	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.TimeNamespace:    unix.CLONE_NEWTIME,
+}
+
+// NamespaceTypes lists the namespace types NewPlan accepts, in the order of
+// the spec's documentation: the namespaces of the OCI features document.
+func NamespaceTypes() []string {
+	var out []string
+	for _, t := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.NetworkNamespace, specs.MountNamespace,
+		specs.IPCNamespace, specs.UTSNamespace, specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace} {
+		if _, ok := nsFlags[t]; ok {
+			out = append(out, string(t))
+		}
+	}
+	return out
 }
 
 func convertNamespaces(list []specs.LinuxNamespace) (Namespaces, error) {
@@ -162,8 +178,6 @@ func convertNamespaces(list []specs.LinuxNamespace) (Namespaces, error) {
 		switch n.Type {
 		case specs.UserNamespace:
 			return ns, unsupported(field + `: namespace type "user"`)
-		case specs.TimeNamespace:
-			return ns, unsupported(field + `: namespace type "time"`)
 		}
 		flag, ok := nsFlags[n.Type]
 		if !ok {
@@ -174,9 +188,12 @@ func convertNamespaces(list []specs.LinuxNamespace) (Namespaces, error) {
 		}
 		seen[n.Type] = true
 		if n.Path == "" {
-			if n.Type == specs.CgroupNamespace {
+			switch n.Type {
+			case specs.CgroupNamespace:
 				ns.NewCgroupNS = true
-			} else {
+			case specs.TimeNamespace:
+				ns.NewTimeNS = true
+			default:
 				ns.Create |= flag
 			}
 			continue
@@ -197,10 +214,10 @@ func convertNamespaces(list []specs.LinuxNamespace) (Namespaces, error) {
 
 // has says whether the container has a namespace of that type, new or joined.
 func (ns Namespaces) has(t specs.LinuxNamespaceType) bool {
-	if t == specs.CgroupNamespace && ns.NewCgroupNS {
+	if t == specs.CgroupNamespace && ns.NewCgroupNS || t == specs.TimeNamespace && ns.NewTimeNS {
 		return true
 	}
-	if ns.Create&nsFlags[t] != 0 && t != specs.CgroupNamespace {
+	if ns.Create&nsFlags[t] != 0 && t != specs.CgroupNamespace && t != specs.TimeNamespace {
 		return true
 	}
 	for _, j := range ns.Join {
@@ -276,6 +293,12 @@ func convertResources(r *specs.LinuxResources) (*specs.LinuxResources, error) {
 			return nil, invalid(field+".access", "%q has letters other than r, w, m", d.Access)
 		}
 		out.Devices = append(out.Devices, d)
+	}
+	// Only after rules of the spec's own: with none the cgroup allows
+	// everything, and on cgroup v2 a program of allow rules alone would
+	// deny all the rest.
+	if len(out.Devices) > 0 {
+		out.Devices = append(out.Devices, defaultDeviceRules()...)
 	}
 	if m := r.Memory; m != nil {
 		switch {
@@ -369,10 +392,6 @@ func convertProcess(sp *specs.Process) (Process, error) {
 		return p, unsupported("process.apparmorProfile")
 	case sp.SelinuxLabel != "":
 		return p, unsupported("process.selinuxLabel")
-	case sp.Scheduler != nil:
-		return p, unsupported("process.scheduler")
-	case sp.IOPriority != nil:
-		return p, unsupported("process.ioPriority")
 	case sp.ExecCPUAffinity != nil:
 		return p, unsupported("process.execCPUAffinity")
 	case sp.CommandLine != "":
@@ -414,6 +433,12 @@ func convertProcess(sp *specs.Process) (Process, error) {
 		return p, err
 	}
 	if p.Rlimits, err = convertRlimits(sp.Rlimits); err != nil {
+		return p, err
+	}
+	if p.Scheduler, err = convertScheduler(sp.Scheduler); err != nil {
+		return p, err
+	}
+	if p.IOPriority, err = convertIOPriority(sp.IOPriority); err != nil {
 		return p, err
 	}
 	return p, nil

@@ -20,6 +20,33 @@ func DefaultDevices() []Device {
 	}
 }
 
+// defaultDeviceRules are the cgroup device rules runc appends to every
+// container's (specconv.AllowedDevices, runc 1.1): mknod of any node, the
+// default devices above, the console, the pty devices and /dev/net/tun. A
+// spec that denies everything (containerd's default) still gets a usable
+// /dev/null, as with runc; a later spec rule cannot take them away, since
+// they come last.
+func defaultDeviceRules() []specs.LinuxDeviceCgroup {
+	n := func(v int64) *int64 { return &v }
+	rule := func(typ string, major, minor *int64, access string) specs.LinuxDeviceCgroup {
+		return specs.LinuxDeviceCgroup{Allow: true, Type: typ, Major: major, Minor: minor, Access: access}
+	}
+	return []specs.LinuxDeviceCgroup{
+		rule("c", nil, nil, "m"),
+		rule("b", nil, nil, "m"),
+		rule("c", n(1), n(3), "rwm"),    // /dev/null
+		rule("c", n(1), n(8), "rwm"),    // /dev/random
+		rule("c", n(1), n(7), "rwm"),    // /dev/full
+		rule("c", n(5), n(0), "rwm"),    // /dev/tty
+		rule("c", n(1), n(5), "rwm"),    // /dev/zero
+		rule("c", n(1), n(9), "rwm"),    // /dev/urandom
+		rule("c", n(5), n(1), "rwm"),    // /dev/console
+		rule("c", n(136), nil, "rwm"),   // /dev/pts/*
+		rule("c", n(5), n(2), "rwm"),    // /dev/ptmx
+		rule("c", n(10), n(200), "rwm"), // /dev/net/tun
+	}
+}
+
 func convertDevices(in []specs.LinuxDevice) ([]Device, error) {
 	out := DefaultDevices()
 	seen := map[string]bool{}

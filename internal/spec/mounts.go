@@ -12,52 +12,65 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// propagationFlags are the propagation options, also used for
-// linux.rootfsPropagation.
-var propagationFlags = map[string]uint64{
-	"private":     unix.MS_PRIVATE,
-	"rprivate":    unix.MS_PRIVATE | unix.MS_REC,
-	"shared":      unix.MS_SHARED,
-	"rshared":     unix.MS_SHARED | unix.MS_REC,
-	"slave":       unix.MS_SLAVE,
-	"rslave":      unix.MS_SLAVE | unix.MS_REC,
-	"unbindable":  unix.MS_UNBINDABLE,
-	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
+// propagationFlags are the propagation options of the one option table
+// (internal/mount), also used for linux.rootfsPropagation.
+var propagationFlags = func() map[string]uint64 {
+	m := map[string]uint64{}
+	for name, o := range mount.Options {
+		if o.Kind == mount.PropagationOption {
+			m[name] = o.Flag
+		}
+	}
+	return m
+}()
+
+// MountOptions are a spec mount's options, parsed.
+type MountOptions struct {
+	// Flags are MS_* flags for the mount itself.
+	Flags uint64
+	// Propagation flags, in order.
+	Propagation []uint64
+	// RecSet and RecClr are MOUNT_ATTR_* attributes set and cleared on
+	// the whole tree (mount_setattr with AT_RECURSIVE): rro, rnosuid...
+	RecSet, RecClr uint64
+	// Data is the comma-joined list of options that are not in the table.
+	Data string
 }
 
-// unsupportedOptions are options runc knows that need more than mount(2):
-// recursive attributes (mount_setattr), id-mapped mounts, tmpfs copy-up.
-var unsupportedOptions = map[string]bool{
-	"rro": true, "rrw": true, "rnosuid": true, "rsuid": true, "rnodev": true, "rdev": true,
-	"rnoexec": true, "rexec": true, "rnodiratime": true, "rdiratime": true, "rrelatime": true,
-	"rnorelatime": true, "rnoatime": true, "ratime": true, "rstrictatime": true,
-	"rnostrictatime": true, "rnosymfollow": true, "rsymfollow": true,
-	"idmap": true, "ridmap": true, "tmpcopyup": true, "remount": true, "mand": true, "nomand": true,
-}
-
-// ParseMountOptions turns spec mount options into MS_* flags, propagation
-// flags and the data string (the options that are not flags, in order).
-func ParseMountOptions(opts []string) (flags uint64, propagation []uint64, data string, err error) {
+// ParseMountOptions interprets spec mount options with internal/mount's
+// table; an option other runtimes know but this one refuses is an error.
+func ParseMountOptions(opts []string) (MountOptions, error) {
+	var out MountOptions
 	var rest []string
 	for _, o := range opts {
-		if f, ok := mount.Flags[o]; ok {
-			if f.Clear {
-				flags &^= f.Flag
-			} else {
-				flags |= f.Flag
-			}
-			continue
+		if why, refused := mount.Refused[o]; refused {
+			return MountOptions{}, fmt.Errorf("option %q is not supported by %s: %s", o, RuntimeName, why)
 		}
-		if p, ok := propagationFlags[o]; ok {
-			propagation = append(propagation, p)
-			continue
+		opt, ok := mount.Options[o]
+		switch {
+		case !ok:
+			rest = append(rest, o)
+		case opt.Kind == mount.FlagOption && opt.Clear:
+			out.Flags &^= opt.Flag
+		case opt.Kind == mount.FlagOption:
+			out.Flags |= opt.Flag
+		case opt.Kind == mount.PropagationOption:
+			out.Propagation = append(out.Propagation, opt.Flag)
+		case opt.Atime:
+			// The atime mode is replaced as a whole: the kernel wants all
+			// of MOUNT_ATTR__ATIME cleared with it.
+			out.RecClr |= unix.MOUNT_ATTR__ATIME
+			out.RecSet = out.RecSet&^unix.MOUNT_ATTR__ATIME | opt.Flag
+		case opt.Clear:
+			out.RecClr |= opt.Flag
+			out.RecSet &^= opt.Flag
+		default:
+			out.RecSet |= opt.Flag
+			out.RecClr &^= opt.Flag
 		}
-		if unsupportedOptions[o] {
-			return 0, nil, "", fmt.Errorf("option %q is not supported by %s yet", o, RuntimeName)
-		}
-		rest = append(rest, o)
 	}
-	return flags, propagation, strings.Join(rest, ","), nil
+	out.Data = strings.Join(rest, ",")
+	return out, nil
 }
 
 // fsTypes are the filesystem types that can be mounted (besides binds).
@@ -80,11 +93,11 @@ func convertMounts(bundle string, in []specs.Mount) ([]Mount, error) {
 		if m.Destination == "/" {
 			return nil, invalid(field+".destination", "cannot mount over the container's /; use root.path")
 		}
-		var err error
-		m.Flags, m.Propagation, m.Data, err = ParseMountOptions(sm.Options)
+		o, err := ParseMountOptions(sm.Options)
 		if err != nil {
 			return nil, invalid(field+".options", "%v", err)
 		}
+		m.Flags, m.Propagation, m.RecSet, m.RecClr, m.Data = o.Flags, o.Propagation, o.RecSet, o.RecClr, o.Data
 		isBind := m.Flags&unix.MS_BIND != 0
 		switch {
 		case isBind && (m.Type == "" || m.Type == "none" || m.Type == "bind"):

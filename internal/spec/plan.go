@@ -71,12 +71,19 @@ type Plan struct {
 	ReadonlyPaths []string
 	// Process is what execve runs and with which credentials.
 	Process Process
+	// Personality is the persona (PER_LINUX, PER_LINUX32) for
+	// personality(2) from linux.personality; nil leaves the shim's.
+	Personality *uint32
+	// TimeOffsets are written to the new time namespace (NewTimeNS)
+	// before any process is in it.
+	TimeOffsets []TimeOffset
 }
 
 // Namespaces describes the namespaces of the container's init.
 type Namespaces struct {
 	// Create holds the CLONE_NEW* flags for clone3: pid, mount, net, ipc,
-	// uts. Never CLONE_NEWCGROUP: see NewCgroupNS.
+	// uts. Never CLONE_NEWCGROUP or CLONE_NEWTIME: see NewCgroupNS and
+	// NewTimeNS.
 	Create uint64
 	// Join lists the namespaces to join by path, in spec order. The daemon
 	// opens Path; the child setns()es before exec, except the pid namespace
@@ -86,6 +93,11 @@ type Namespaces struct {
 	// daemon placed it into its cgroup, so the namespace root is the
 	// container's cgroup.
 	NewCgroupNS bool
+	// NewTimeNS: the setup face calls unshare(CLONE_NEWTIME), writes
+	// TimeOffsets and enters the namespace with its execve of the
+	// entrypoint. Never a clone3 flag: a namespace that has a process
+	// cannot take offsets any more.
+	NewTimeNS bool
 }
 
 // Join is one namespace joined by path.
@@ -110,6 +122,10 @@ type Mount struct {
 	Flags uint64
 	// Propagation flags, applied one by one after the mount.
 	Propagation []uint64
+	// RecSet and RecClr are MOUNT_ATTR_* set and cleared on the whole
+	// mount tree (mount_setattr AT_RECURSIVE) before it is attached: rro,
+	// rnosuid, rnoatime...
+	RecSet, RecClr uint64
 	// Data is the comma-joined list of options that are not flags.
 	Data string
 }
@@ -152,6 +168,11 @@ type Process struct {
 	Capabilities    *Capabilities
 	NoNewPrivileges bool
 	Rlimits         []Rlimit
+	// Scheduler (sched_setattr) and IOPriority (the ioprio_set value)
+	// are applied by the setup face to the thread that execs; nil
+	// leaves the shim's.
+	Scheduler  *Scheduler
+	IOPriority *int
 }
 
 // Capabilities are bitmasks of capability numbers (bit n = capability n).

@@ -275,16 +275,20 @@ func FuzzParseMountOptions(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in string) {
 		opts := strings.Split(in, "\n")
-		flags, prop, data, err := ParseMountOptions(opts)
+		mo, err := ParseMountOptions(opts)
+		flags, prop, data := mo.Flags, mo.Propagation, mo.Data
 		if err != nil {
-			if flags != 0 || prop != nil || data != "" {
-				t.Fatalf("error %v with results %#x %v %q", err, flags, prop, data)
+			if flags != 0 || prop != nil || data != "" || mo.RecSet != 0 || mo.RecClr != 0 {
+				t.Fatalf("error %v with results %+v", err, mo)
 			}
 			return
 		}
+		if mo.RecSet&mo.RecClr&^unix.MOUNT_ATTR__ATIME != 0 {
+			t.Fatalf("recursive attributes both set and cleared: %+v", mo)
+		}
 		var rest []string
 		for _, o := range opts {
-			if _, ok := propagationFlags[o]; !ok {
+			if opt, ok := mount.Options[o]; !ok || opt.Kind == mount.FlagOption {
 				rest = append(rest, o)
 			}
 		}

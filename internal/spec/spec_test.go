@@ -52,7 +52,9 @@ func TestCtrRunSpecs(t *testing.T) {
 			if p.RootPropagation != unix.MS_SLAVE|unix.MS_REC {
 				t.Errorf("RootPropagation = %#x", p.RootPropagation)
 			}
-			if len(p.Resources.Devices) != 10 || p.Resources.Devices[0].Allow {
+			// The spec's 10 rules, then runc's default allow list.
+			if n := len(defaultDeviceRules()); len(p.Resources.Devices) != 10+n || p.Resources.Devices[0].Allow ||
+				!reflect.DeepEqual(p.Resources.Devices[10:], defaultDeviceRules()) {
 				t.Errorf("device rules = %+v", p.Resources.Devices)
 			}
 			if !p.SetupDev || len(p.Devices) != len(DefaultDevices()) {
@@ -265,6 +267,68 @@ func TestValidPlans(t *testing.T) {
 			}
 		}},
 		{"empty hooks", func(s *specs.Spec) { s.Hooks = &specs.Hooks{} }, nil},
+		{"time namespace with offsets", func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "time"})
+			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: -5, Nanosecs: 7}, "boottime": {Secs: 86400}}
+		}, func(t *testing.T, p *Plan) {
+			if !p.Namespaces.NewTimeNS || p.Namespaces.Create&unix.CLONE_NEWTIME != 0 {
+				t.Errorf("namespaces %+v: want NewTimeNS and no CLONE_NEWTIME for clone3", p.Namespaces)
+			}
+			want := []TimeOffset{{"boottime", 86400, 0}, {"monotonic", -5, 7}}
+			if !reflect.DeepEqual(p.TimeOffsets, want) {
+				t.Errorf("offsets %+v", p.TimeOffsets)
+			}
+		}},
+		{"join time namespace", func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "time", Path: "/proc/42/ns/time"})
+		}, func(t *testing.T, p *Plan) {
+			if p.Namespaces.NewTimeNS || len(p.Namespaces.Join) != 1 || p.Namespaces.Join[0].Flag != unix.CLONE_NEWTIME {
+				t.Errorf("namespaces %+v", p.Namespaces)
+			}
+		}},
+		{"scheduler, ioPriority, personality", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_RR", Priority: 7, Flags: []specs.LinuxSchedulerFlag{"SCHED_FLAG_RESET_ON_FORK"}}
+			s.Process.IOPriority = &specs.LinuxIOPriority{Class: "IOPRIO_CLASS_IDLE", Priority: 0}
+			s.Linux.Personality = &specs.LinuxPersonality{Domain: "LINUX32"}
+		}, func(t *testing.T, p *Plan) {
+			want := &Scheduler{Policy: unix.SCHED_RR, Priority: 7, Flags: unix.SCHED_FLAG_RESET_ON_FORK}
+			if !reflect.DeepEqual(p.Process.Scheduler, want) {
+				t.Errorf("scheduler %+v", p.Process.Scheduler)
+			}
+			if p.Process.IOPriority == nil || *p.Process.IOPriority != 3<<13 {
+				t.Errorf("ioPriority %v", p.Process.IOPriority)
+			}
+			if p.Personality == nil || *p.Personality != 8 {
+				t.Errorf("personality %v", p.Personality)
+			}
+		}},
+		{"deadline scheduler", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_DEADLINE", Runtime: 10000, Deadline: 20000}
+		}, func(t *testing.T, p *Plan) {
+			if sc := p.Process.Scheduler; sc.Policy != unix.SCHED_DEADLINE || sc.Runtime != 10000 || sc.Deadline != 20000 {
+				t.Errorf("scheduler %+v", sc)
+			}
+		}},
+		{"rro bind", func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/x", Options: []string{"rbind", "rro", "rnosuid"}})
+		}, func(t *testing.T, p *Plan) {
+			m := p.Mounts[len(p.Mounts)-1]
+			if m.RecSet != unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID || m.RecClr != 0 || m.Flags != unix.MS_BIND|unix.MS_REC {
+				t.Errorf("mount %+v", m)
+			}
+		}},
+		{"deny-all device rules get runc's defaults", func(s *specs.Spec) {
+			s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
+		}, func(t *testing.T, p *Plan) {
+			if d := p.Resources.Devices; len(d) != 1+len(defaultDeviceRules()) || d[0].Allow {
+				t.Errorf("rules %+v", d)
+			}
+		}},
+		{"no device rules stay none", func(s *specs.Spec) { s.Linux.Resources.Devices = nil }, func(t *testing.T, p *Plan) {
+			if len(p.Resources.Devices) != 0 {
+				t.Errorf("rules %+v", p.Resources.Devices)
+			}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := fixture(t, "ctr-run-containerd-2.4.json")
@@ -300,9 +364,18 @@ func TestInvalidPlans(t *testing.T) {
 		{"user ns", func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "user"})
 		}, `linux.namespaces[5]: namespace type "user" ` + unsup},
-		{"time ns", func(s *specs.Spec) {
+		{"time offsets of a joined time ns", func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "time", Path: "/proc/1/ns/time"})
+			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}}
+		}, "linux.timeOffsets: needs a new time namespace"},
+		{"time offsets clock", func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "time"})
-		}, `namespace type "time" ` + unsup},
+			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"realtime": {Secs: 1}}
+		}, `linux.timeOffsets["realtime"]`},
+		{"time offsets nanosecs", func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "time"})
+			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"boottime": {Nanosecs: 1e9}}
+		}, `linux.timeOffsets["boottime"].nanosecs`},
 		{"duplicate ns", func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "pid", Path: "/proc/1/ns/pid"})
 		}, `linux.namespaces[5]: duplicate namespace type "pid"`},
@@ -315,10 +388,13 @@ func TestInvalidPlans(t *testing.T) {
 		{"seccomp", func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_ERRNO"} }, "linux.seccomp " + unsup},
 		{"mount label", func(s *specs.Spec) { s.Linux.MountLabel = "system_u:object_r:container_file_t:s0" }, "linux.mountLabel"},
 		{"intelRdt", func(s *specs.Spec) { s.Linux.IntelRdt = &specs.LinuxIntelRdt{} }, "linux.intelRdt " + unsup},
-		{"personality", func(s *specs.Spec) { s.Linux.Personality = &specs.LinuxPersonality{Domain: "LINUX32"} }, "linux.personality " + unsup},
-		{"time offsets", func(s *specs.Spec) {
+		{"personality domain", func(s *specs.Spec) { s.Linux.Personality = &specs.LinuxPersonality{Domain: "BSD"} }, "linux.personality.domain"},
+		{"personality flags", func(s *specs.Spec) {
+			s.Linux.Personality = &specs.LinuxPersonality{Domain: "LINUX", Flags: []specs.LinuxPersonalityFlag{"ADDR_NO_RANDOMIZE"}}
+		}, "linux.personality.flags"},
+		{"time offsets without time ns", func(s *specs.Spec) {
 			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}}
-		}, "linux.timeOffsets " + unsup},
+		}, "linux.timeOffsets: needs a new time namespace"},
 		{"systemd cgroup", func(s *specs.Spec) { s.Linux.CgroupsPath = "system.slice:containerd:abc" }, "systemd cgroup driver"},
 		{"cgroup dotdot", func(s *specs.Spec) { s.Linux.CgroupsPath = "/a/../../b" }, "linux.cgroupsPath"},
 		{"hugepages", func(s *specs.Spec) {
@@ -361,8 +437,25 @@ func TestInvalidPlans(t *testing.T) {
 		{"terminal", func(s *specs.Spec) { s.Process.Terminal = true }, "process.terminal=true " + unsup},
 		{"apparmor", func(s *specs.Spec) { s.Process.ApparmorProfile = "cri-containerd.apparmor.d" }, "process.apparmorProfile " + unsup},
 		{"selinux", func(s *specs.Spec) { s.Process.SelinuxLabel = "x" }, "process.selinuxLabel " + unsup},
-		{"scheduler", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_OTHER"} }, "process.scheduler " + unsup},
-		{"ioprio", func(s *specs.Spec) { s.Process.IOPriority = &specs.LinuxIOPriority{Class: "IOPRIO_CLASS_RT"} }, "process.ioPriority " + unsup},
+		{"scheduler policy", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_ISO"} }, "process.scheduler.policy"},
+		{"scheduler fifo priority", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_FIFO"} }, "process.scheduler.priority"},
+		{"scheduler other priority", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_OTHER", Priority: 5}
+		}, "process.scheduler.priority"},
+		{"scheduler nice", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_BATCH", Nice: 20} }, "process.scheduler.nice"},
+		{"scheduler flag", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_OTHER", Flags: []specs.LinuxSchedulerFlag{"SCHED_FLAG_UTIL_CLAMP_MIN"}}
+		}, "process.scheduler.flags[0]"},
+		{"scheduler deadline", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_DEADLINE", Runtime: 2000, Deadline: 1000}
+		}, "SCHED_DEADLINE needs"},
+		{"scheduler runtime without deadline", func(s *specs.Spec) {
+			s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_RR", Priority: 1, Runtime: 2000}
+		}, "for SCHED_DEADLINE only"},
+		{"ioprio class", func(s *specs.Spec) { s.Process.IOPriority = &specs.LinuxIOPriority{Class: "IOPRIO_CLASS_NONE"} }, "process.ioPriority.class"},
+		{"ioprio priority", func(s *specs.Spec) {
+			s.Process.IOPriority = &specs.LinuxIOPriority{Class: "IOPRIO_CLASS_BE", Priority: 8}
+		}, "process.ioPriority.priority"},
 		{"affinity", func(s *specs.Spec) { s.Process.ExecCPUAffinity = &specs.CPUAffinity{Initial: "0"} }, "process.execCPUAffinity " + unsup},
 		{"rlimit type", func(s *specs.Spec) { s.Process.Rlimits[0].Type = "RLIMIT_FOO" }, `process.rlimits[0].type: unknown rlimit type "RLIMIT_FOO"`},
 		{"rlimit dup", func(s *specs.Spec) { s.Process.Rlimits = append(s.Process.Rlimits, s.Process.Rlimits[0]) }, "process.rlimits[1].type: duplicate"},
@@ -382,11 +475,11 @@ func TestInvalidPlans(t *testing.T) {
 		{"mount type missing", func(s *specs.Spec) { s.Mounts[6].Type = "" }, "mounts[6].type: missing"},
 		{"mount idmap", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/x", Options: []string{"rbind", "idmap"}})
-		}, `mounts[7].options: option "idmap" ` + unsup},
+		}, `mounts[7].options: option "idmap" is not supported`},
+		{"mount mand", func(s *specs.Spec) { s.Mounts[6].Options = append(s.Mounts[6].Options, "mand") }, `mounts[6].options: option "mand"`},
 		{"mount uidmappings", func(s *specs.Spec) {
 			s.Mounts[6].UIDMappings = []specs.LinuxIDMapping{{Size: 1}}
 		}, "mounts[6].uidMappings/gidMappings"},
-		{"rro", func(s *specs.Spec) { s.Mounts[5].Options = append(s.Mounts[5].Options, "rro") }, `option "rro"`},
 		{"bind without source", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Options: []string{"rbind"}})
 		}, "mounts[7].source: missing"},
@@ -445,13 +538,32 @@ func TestParseMountOptions(t *testing.T) {
 		{[]string{"mode=755", "strictatime", "size=65536k"}, unix.MS_STRICTATIME, nil, "mode=755,size=65536k"},
 		{[]string{"noatime", "atime", "nosymfollow", "defaults"}, unix.MS_NOSYMFOLLOW, nil, ""},
 	} {
-		f, p, d, err := ParseMountOptions(tc.opts)
-		if err != nil || f != tc.flags || !reflect.DeepEqual(p, tc.prop) || d != tc.data {
-			t.Errorf("ParseMountOptions(%q) = %#x %v %q %v, want %#x %v %q", tc.opts, f, p, d, err, tc.flags, tc.prop, tc.data)
+		o, err := ParseMountOptions(tc.opts)
+		if err != nil || o.Flags != tc.flags || !reflect.DeepEqual(o.Propagation, tc.prop) || o.Data != tc.data {
+			t.Errorf("ParseMountOptions(%q) = %+v %v, want %#x %v %q", tc.opts, o, err, tc.flags, tc.prop, tc.data)
 		}
 	}
-	if _, _, _, err := ParseMountOptions([]string{"ridmap"}); err == nil {
-		t.Error("ridmap accepted")
+	for _, tc := range []struct {
+		opts     []string
+		set, clr uint64
+	}{
+		{[]string{"rbind", "rro"}, unix.MOUNT_ATTR_RDONLY, 0},
+		{[]string{"rro", "rrw"}, 0, unix.MOUNT_ATTR_RDONLY},
+		{[]string{"rnosuid", "rnodev", "rnoexec", "rsuid"}, unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC, unix.MOUNT_ATTR_NOSUID},
+		{[]string{"rnoatime"}, unix.MOUNT_ATTR_NOATIME, unix.MOUNT_ATTR__ATIME},
+		{[]string{"rnoatime", "rstrictatime"}, unix.MOUNT_ATTR_STRICTATIME, unix.MOUNT_ATTR__ATIME},
+		{[]string{"rnoatime", "ratime", "rnodiratime"}, unix.MOUNT_ATTR_RELATIME | unix.MOUNT_ATTR_NODIRATIME, unix.MOUNT_ATTR__ATIME},
+		{[]string{"rnosymfollow"}, unix.MOUNT_ATTR_NOSYMFOLLOW, 0},
+	} {
+		o, err := ParseMountOptions(tc.opts)
+		if err != nil || o.RecSet != tc.set || o.RecClr != tc.clr || o.Flags&^(unix.MS_BIND|unix.MS_REC) != 0 {
+			t.Errorf("ParseMountOptions(%q) = %+v %v, want set %#x clear %#x", tc.opts, o, err, tc.set, tc.clr)
+		}
+	}
+	for _, refused := range []string{"ridmap", "idmap", "mand", "nomand", "remount", "tmpcopyup"} {
+		if _, err := ParseMountOptions([]string{refused}); err == nil {
+			t.Errorf("%s accepted", refused)
+		}
 	}
 }
 

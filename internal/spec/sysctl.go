@@ -64,3 +64,16 @@ func convertSysctl(in map[string]string, ns Namespaces) ([]Sysctl, error) {
 	}
 	return out, nil
 }
+
+// SysctlsFor lists the plan's sysctl keys that act on a namespace of type t
+// (network or ipc): they must not be written when the container joins the
+// runtime's own namespace of that type, which would change the host.
+func (p *Plan) SysctlsFor(t specs.LinuxNamespaceType) []string {
+	var keys []string
+	for _, s := range p.Sysctl {
+		if sysctlNamespace(strings.ReplaceAll(s.Path, "/", ".")) == t {
+			keys = append(keys, s.Key)
+		}
+	}
+	return keys
+}

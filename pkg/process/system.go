@@ -14,6 +14,7 @@ import (
 	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/guard"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/setup"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
@@ -114,6 +115,9 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 		// move this init into it.
 		if err := pidfd.CheckNamespace(f, j.Flag); err != nil {
 			return nil, nil, fmt.Errorf("join %s namespace: %w: %w", j.Type, err, errdefs.ErrInvalidArgument)
+		}
+		if err := linux.CheckSysctlJoin(plan, j, f); err != nil {
+			return nil, nil, err
 		}
 		if j.Flag == syscall.CLONE_NEWPID {
 			attr.PidNS = f

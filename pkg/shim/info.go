@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 )
 
@@ -21,49 +23,26 @@ import (
 var featuresTypeURL = "types.containerd.io/opencontainers/runtime-spec/" +
 	strconv.Itoa(specs.VersionMajor) + "/features/Features"
 
-// supportedMountOptions are the mount options of the spec the setup face maps
-// onto mount(2) flags and propagation. The recursive attributes (rro, rnosuid
-// ... through mount_setattr), tmpcopyup, idmap and nosymfollow are not
-// listed: CRI turns features on from this list, so it only names what works.
-var supportedMountOptions = []string{
-	"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
-	"iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime",
-	"noexec", "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime",
-	"nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate",
-	"rshared", "rslave", "runbindable", "rw", "shared", "silent", "slave",
-	"strictatime", "suid", "sync", "unbindable",
-}
+// AnnotationCheckpoint says, in the features document and RuntimeInfo,
+// that checkpoint and restore are not implemented.
+const AnnotationCheckpoint = "io.containerd.autokill.checkpoint"
 
-// supportedNamespaces are the namespaces clone3 creates or setns joins.
-// No user or time namespace yet.
-var supportedNamespaces = []string{"pid", "network", "ipc", "uts", "mount", "cgroup"}
-
-// knownCapabilities is every capability of Linux up to CAP_CHECKPOINT_RESTORE.
-var knownCapabilities = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER",
-	"CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP",
-	"CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
-	"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-	"CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-	"CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",
-	"CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
-	"CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-	"CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-	"CAP_CHECKPOINT_RESTORE",
-}
+// checkpointNote is its value.
+const checkpointNote = "not implemented: Checkpoint and restore answer NotImplemented (CRIU does not work on the kernels this shim targets)"
 
 // ociFeatures is the OCI features document of the runtime, as `runc features`
-// prints it for runc.
+// prints it for runc. Its lists come from the tables spec validation uses
+// (mount.Options, spec.NamespaceTypes, spec.CapabilityNames), so it names
+// exactly what a Create accepts: CRI turns features on from it.
 func ociFeatures(mode pidfd.Mode) *features.Features {
 	yes, no := true, false
 	return &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
-		MountOptions:  supportedMountOptions,
+		MountOptions:  mount.Names(),
 		Linux: &features.Linux{
-			Namespaces:   supportedNamespaces,
-			Capabilities: knownCapabilities,
+			Namespaces:   spec.NamespaceTypes(),
+			Capabilities: spec.CapabilityNames(),
 			Cgroup: &features.Cgroup{
 				V1:          &yes,
 				V2:          &yes,
@@ -79,7 +58,8 @@ func ociFeatures(mode pidfd.Mode) *features.Features {
 			NetDevices:      &features.NetDevices{Enabled: &no},
 		},
 		Annotations: map[string]string{
-			AnnotationMode: mode.Name(),
+			AnnotationMode:       mode.Name(),
+			AnnotationCheckpoint: checkpointNote,
 		},
 	}
 }
@@ -100,6 +80,7 @@ func runtimeInfo(mode pidfd.Mode, options *anypb.Any) (*types.RuntimeInfo, error
 		Annotations: map[string]string{
 			AnnotationMode:       mode.Name(),
 			AnnotationModeReason: mode.Reason,
+			AnnotationCheckpoint: checkpointNote,
 		},
 	}, nil
 }

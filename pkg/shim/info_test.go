@@ -2,6 +2,7 @@ package shim
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,10 +11,13 @@ import (
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/process"
 )
@@ -65,8 +69,11 @@ func TestRuntimeInfo(t *testing.T) {
 			t.Errorf("namespace %s missing", ns)
 		}
 	}
-	if slices.Contains(f.Linux.Namespaces, "user") || slices.Contains(f.MountOptions, "rro") {
-		t.Error("claims user namespaces or recursive read-only")
+	if slices.Contains(f.Linux.Namespaces, "user") || !slices.Contains(f.MountOptions, "rro") {
+		t.Error("claims user namespaces, or does not claim recursive read-only")
+	}
+	if f.Annotations[AnnotationCheckpoint] == "" || info.Annotations[AnnotationCheckpoint] == "" {
+		t.Error("no checkpoint annotation")
 	}
 	if len(f.Linux.Capabilities) != 41 || f.Linux.Capabilities[40] != "CAP_CHECKPOINT_RESTORE" {
 		t.Errorf("capabilities %v", f.Linux.Capabilities)
@@ -83,5 +90,119 @@ func TestDeleteResponse(t *testing.T) {
 	r := deleteResponse(process.Exit{Pid: 7, Status: 137, At: time.Unix(1700000000, 5)})
 	if r.Pid != 7 || r.ExitStatus != 137 || !r.ExitedAt.AsTime().Equal(time.Unix(1700000000, 5)) {
 		t.Fatalf("%v", r)
+	}
+}
+
+// minimalSpec is the smallest spec NewPlan accepts, edited by edit.
+func minimalSpec(edit func(*specs.Spec)) *specs.Spec {
+	s := &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: "rootfs"},
+		Process: &specs.Process{Args: []string{"true"}, Cwd: "/"},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.MountNamespace}}},
+	}
+	if edit != nil {
+		edit(s)
+	}
+	return s
+}
+
+// mountAccepted says whether NewPlan takes option o on a bind mount (or,
+// for options a bind cannot carry, on a tmpfs), and that it is interpreted
+// by the runtime rather than handed to the filesystem as data.
+func mountAccepted(o string) error {
+	if _, err := spec.NewPlan("/bundle", minimalSpec(nil)); err != nil {
+		return err
+	}
+	mo, err := spec.ParseMountOptions([]string{o})
+	if err != nil {
+		return err
+	}
+	if mo.Data != "" {
+		return errors.New("passed to the filesystem as data, not interpreted")
+	}
+	m := specs.Mount{Destination: "/x", Type: "bind", Source: "/src", Options: []string{"rbind", o}}
+	_, err = spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) { s.Mounts = []specs.Mount{m} }))
+	if err != nil && (o == "bind" || o == "rbind") {
+		return err
+	}
+	if err != nil {
+		m = specs.Mount{Destination: "/x", Type: "tmpfs", Source: "tmpfs", Options: []string{o}}
+		_, err = spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) { s.Mounts = []specs.Mount{m} }))
+	}
+	return err
+}
+
+// TestFeaturesMatchValidation: the features document advertises exactly
+// what spec validation accepts. Every advertised mount option, namespace and
+// capability passes NewPlan; every option, namespace and capability runc or
+// the runtime spec knows that NewPlan accepts is advertised, and what it
+// refuses is not.
+func TestFeaturesMatchValidation(t *testing.T) {
+	f := ociFeatures(pidfd.Probe())
+	for _, o := range f.MountOptions {
+		if err := mountAccepted(o); err != nil {
+			t.Errorf("advertised mount option %q is refused: %v", o, err)
+		}
+	}
+	// runc 1.2's `runc features` mountOptions, plus what mount(8) knows
+	// that a spec might carry.
+	known := []string{"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
+		"iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec",
+		"noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow",
+		"private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec",
+		"rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
+		"rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared",
+		"rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared", "silent",
+		"slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup", "unbindable",
+		"idmap", "ridmap", "user", "nouser", "owner", "auto", "noauto", "_netdev"}
+	for _, o := range known {
+		accepted := mountAccepted(o) == nil
+		if advertised := slices.Contains(f.MountOptions, o); accepted != advertised {
+			t.Errorf("mount option %q: accepted %v, advertised %v", o, accepted, advertised)
+		}
+	}
+	for _, o := range []string{"mand", "nomand", "remount", "nosymfollow", "rro"} {
+		if want := o == "nosymfollow" || o == "rro"; slices.Contains(f.MountOptions, o) != want {
+			t.Errorf("mount option %q advertised: %v, want %v", o, !want, want)
+		}
+	}
+
+	nsAccepted := func(typ string) error {
+		_, err := spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) {
+			if typ != string(specs.MountNamespace) {
+				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.LinuxNamespaceType(typ)})
+			}
+		}))
+		return err
+	}
+	for _, typ := range []string{"pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"} {
+		err := nsAccepted(typ)
+		if advertised := slices.Contains(f.Linux.Namespaces, typ); (err == nil) != advertised {
+			t.Errorf("namespace %q: NewPlan error %v, advertised %v", typ, err, advertised)
+		}
+		if err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("namespace %q refused without InvalidArgument: %v", typ, err)
+		}
+	}
+	for _, typ := range f.Linux.Namespaces {
+		if err := nsAccepted(typ); err != nil {
+			t.Errorf("advertised namespace %q refused: %v", typ, err)
+		}
+	}
+
+	if _, err := spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) {
+		s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: f.Linux.Capabilities, Permitted: f.Linux.Capabilities,
+			Effective: f.Linux.Capabilities, Inheritable: f.Linux.Capabilities, Ambient: f.Linux.Capabilities}
+	})); err != nil {
+		t.Errorf("advertised capabilities refused: %v", err)
+	}
+	// One past the last one advertised, and a name Linux does not have.
+	for _, c := range []string{"CAP_LAST_PLUS_ONE", "CAP_FLY"} {
+		if _, err := spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) {
+			s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: []string{c}}
+		})); err == nil {
+			t.Errorf("capability %q accepted but not advertised", c)
+		}
 	}
 }
