@@ -1,0 +1,214 @@
+package process
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
+	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
+)
+
+// userNSGo is the packet that lets the trampoline of a new user namespace
+// go on (pkg/pidfd: userns_wait) once its maps are written. It is read by
+// the trampoline itself, before the setup face and initsync exist.
+var userNSGo = []byte("userns-maps-written")
+
+// writeIDMaps writes the maps of the init's new user namespace. /proc/<pid>
+// is opened first and the pidfd asked afterwards whether the process still
+// exists: if it does, the directory is that of our child, not of a process
+// that reused its pid (in native mode an exited child is reaped at once).
+func writeIDMaps(p *pidfd.Process, u *spec.UserNS) error {
+	dir, err := os.OpenFile("/proc/"+strconv.Itoa(p.Pid()), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("user namespace: %w", err)
+	}
+	defer dir.Close()
+	if err := p.Signal(0); err != nil {
+		return fmt.Errorf("user namespace: the init is gone before its maps were written: %w", err)
+	}
+	// gid_map after uid_map, as every runtime does; setgroups stays
+	// "allow" (a privileged writer), so the setup face can set the spec's
+	// additional gids.
+	if err := writeMap(dir, "uid_map", u.UIDMappings); err != nil {
+		return err
+	}
+	return writeMap(dir, "gid_map", u.GIDMappings)
+}
+
+func writeMap(dir *os.File, name string, m []specs.LinuxIDMapping) error {
+	var b strings.Builder
+	for _, e := range m {
+		fmt.Fprintf(&b, "%d %d %d\n", e.ContainerID, e.HostID, e.Size)
+	}
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("user namespace: open %s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	// The kernel takes a map in one write only.
+	if _, err := unix.Write(fd, []byte(b.String())); err != nil {
+		err = fmt.Errorf("user namespace: write %s %q: %w", name, b.String(), os.NewSyscallError("write", err))
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+		}
+		return err
+	}
+	return nil
+}
+
+// idmapStageDir holds the id-mapped copies of bind sources for one
+// container, under its bundle, until Delete.
+func idmapStageDir(bundle string) string { return filepath.Join(bundle, "autokill-idmap") }
+
+// stageIDMapped makes every id-mapped bind of the plan in the daemon (the
+// kernel wants privilege over the source filesystem's user namespace, the
+// host's, which the setup face in the container's user namespace lacks),
+// attaches it under the bundle and points the plan's mount there. It must
+// run before clone3: the container's mount namespace is a copy of ours at
+// that moment. The setup face then binds the staged mount like any source;
+// a bind of an id-mapped mount keeps the mapping.
+func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
+	var dir string
+	defer func() {
+		if retErr != nil && dir != "" {
+			_ = unstageIDMapped(bundle)
+		}
+	}()
+	userns := map[string]*os.File{}
+	defer func() {
+		for _, f := range userns {
+			f.Close()
+		}
+	}()
+	for i := range plan.Mounts {
+		m := &plan.Mounts[i]
+		if m.IDMap == nil {
+			continue
+		}
+		if dir == "" {
+			dir = idmapStageDir(bundle)
+			if err := os.Mkdir(dir, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("id-mapped mounts: %w", err)
+			}
+		}
+		key := fmt.Sprint(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
+		ns := userns[key]
+		if ns == nil {
+			f, err := mount.NewUserNS(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
+			if err != nil {
+				return fmt.Errorf("mounts %s: %w", m.Destination, err)
+			}
+			userns[key], ns = f, f
+		}
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("mounts %s: source: %w: %w", m.Destination, err, errdefs.ErrInvalidArgument)
+		}
+		stage := filepath.Join(dir, strconv.Itoa(i))
+		if st.IsDir() {
+			err = os.Mkdir(stage, 0o700)
+		} else {
+			var f *os.File
+			if f, err = os.OpenFile(stage, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600); err == nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("mounts %s: %w", m.Destination, err)
+		}
+		mnt, err := mount.IDMapped(m.Source, m.Flags&unix.MS_REC != 0, m.IDMap.Recursive, ns)
+		if err != nil {
+			return fmt.Errorf("mounts %s: %w", m.Destination, err)
+		}
+		err = mount.Attach(mnt, stage)
+		mnt.Close()
+		if err != nil {
+			return fmt.Errorf("mounts %s: %w", m.Destination, err)
+		}
+		m.Source = stage
+	}
+	return nil
+}
+
+// unstageIDMapped detaches what stageIDMapped attached; the container's
+// own binds of them are separate mounts and stay.
+func unstageIDMapped(bundle string) error {
+	dir := idmapStageDir(bundle)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, &os.PathError{Op: "umount", Path: p, Err: err})
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, os.Remove(dir))
+	}
+	return errors.Join(errs...)
+}
+
+// userNSAttr sets the user namespace part of the init's clone3: a new one
+// (CLONE_NEWUSER is in the plan's flags; the trampoline waits for its
+// maps), or one joined by path, first of all setns so that the namespaces
+// the container creates are unshared after it and belong to it.
+func userNSAttr(plan *spec.Plan, attr *pidfd.SpawnAttr, files *[]*os.File) error {
+	u := plan.UserNS
+	if u == nil {
+		return nil
+	}
+	if u.Path == "" {
+		attr.UserNS = true
+		return nil
+	}
+	create := plan.Namespaces.Create
+	if create&unix.CLONE_NEWPID != 0 {
+		// clone3 would make the pid namespace, owned by the host's user
+		// namespace: the container's root could not mount its /proc.
+		return fmt.Errorf("joining user namespace %s together with a new pid namespace: %w", u.Path, errdefs.ErrNotImplemented)
+	}
+	f, err := os.Open(u.Path)
+	if err != nil {
+		return fmt.Errorf("join user namespace: %w", err)
+	}
+	*files = append(*files, f)
+	if err := pidfd.CheckNamespace(f, unix.CLONE_NEWUSER); err != nil {
+		return fmt.Errorf("join user namespace: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	attr.Setns = append([]pidfd.Namespace{{File: f, Type: unix.CLONE_NEWUSER}}, attr.Setns...)
+	attr.Cloneflags = 0
+	attr.Unshare = create
+	attr.BecomeRoot = true
+	return nil
+}
+
+// releaseUserNS writes the maps of the init's new user namespace and lets
+// its trampoline go on.
+func releaseUserNS(p *pidfd.Process, conn interface{ File() *os.File }, u *spec.UserNS) error {
+	if err := writeIDMaps(p, u); err != nil {
+		return err
+	}
+	if _, err := unix.Write(int(conn.File().Fd()), userNSGo); err != nil {
+		return fmt.Errorf("user namespace: release the init: %w", os.NewSyscallError("write", err))
+	}
+	return nil
+}
