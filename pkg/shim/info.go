@@ -23,20 +23,22 @@ var featuresTypeURL = "types.containerd.io/opencontainers/runtime-spec/" +
 
 // supportedMountOptions are the mount options of the spec the setup face maps
 // onto mount(2) flags and propagation. The recursive attributes (rro, rnosuid
-// ... through mount_setattr), tmpcopyup, idmap and nosymfollow are not
-// listed: CRI turns features on from this list, so it only names what works.
+// ... through mount_setattr), tmpcopyup and nosymfollow are not listed: CRI
+// turns features on from this list, so it only names what works. idmap and
+// ridmap (id-mapped binds) are made by the daemon (pkg/process/userns.go).
 var supportedMountOptions = []string{
 	"async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec",
-	"iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime",
+	"idmap", "iversion", "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime",
 	"noexec", "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime",
-	"nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate",
+	"nosuid", "private", "rbind", "relatime", "remount", "ridmap", "ro", "rprivate",
 	"rshared", "rslave", "runbindable", "rw", "shared", "silent", "slave",
 	"strictatime", "suid", "sync", "unbindable",
 }
 
 // supportedNamespaces are the namespaces clone3 creates or setns joins.
-// No user or time namespace yet.
-var supportedNamespaces = []string{"pid", "network", "ipc", "uts", "mount", "cgroup"}
+// No time namespace yet. "user" together with mountExtensions.idmap is
+// what makes containerd's CRI allow user-namespaced pods.
+var supportedNamespaces = []string{"pid", "network", "ipc", "uts", "mount", "cgroup", "user"}
 
 // knownCapabilities is every capability of Linux up to CAP_CHECKPOINT_RESTORE.
 var knownCapabilities = []string{
@@ -75,7 +77,7 @@ func ociFeatures(mode pidfd.Mode) *features.Features {
 			Apparmor:        &features.Apparmor{Enabled: &no},
 			Selinux:         &features.Selinux{Enabled: &no},
 			IntelRdt:        &features.IntelRdt{Enabled: &no},
-			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &no}},
+			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &yes}},
 			NetDevices:      &features.NetDevices{Enabled: &no},
 		},
 		Annotations: map[string]string{

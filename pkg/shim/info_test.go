@@ -60,18 +60,21 @@ func TestRuntimeInfo(t *testing.T) {
 	if f.OCIVersionMin != "1.0.0" || f.OCIVersionMax == "" || f.Linux == nil {
 		t.Fatalf("features %+v", f)
 	}
-	for _, ns := range []string{"pid", "network", "ipc", "uts", "mount", "cgroup"} {
+	for _, ns := range []string{"pid", "network", "ipc", "uts", "mount", "cgroup", "user"} {
 		if !slices.Contains(f.Linux.Namespaces, ns) {
 			t.Errorf("namespace %s missing", ns)
 		}
 	}
-	if slices.Contains(f.Linux.Namespaces, "user") || slices.Contains(f.MountOptions, "rro") {
-		t.Error("claims user namespaces or recursive read-only")
+	if slices.Contains(f.MountOptions, "rro") {
+		t.Error("claims recursive read-only")
+	}
+	if !slices.Contains(f.MountOptions, "idmap") || !slices.Contains(f.MountOptions, "ridmap") {
+		t.Error("id-mapped binds not advertised")
 	}
 	if len(f.Linux.Capabilities) != 41 || f.Linux.Capabilities[40] != "CAP_CHECKPOINT_RESTORE" {
 		t.Errorf("capabilities %v", f.Linux.Capabilities)
 	}
-	if *f.Linux.Seccomp.Enabled || *f.Linux.MountExtensions.IDMap.Enabled || !*f.Linux.Cgroup.V1 || !*f.Linux.Cgroup.V2 {
+	if *f.Linux.Seccomp.Enabled || !*f.Linux.MountExtensions.IDMap.Enabled || !*f.Linux.Cgroup.V1 || !*f.Linux.Cgroup.V2 {
 		t.Errorf("linux %+v", f.Linux)
 	}
 	if f.Annotations[AnnotationMode] != mode.Name() {
