@@ -111,9 +111,14 @@ func TestAPIUserNSInitCredentials(t *testing.T) {
 // program that prints its effective uid.
 func usernsRootfs(t *testing.T) string {
 	t.Helper()
-	base, err := os.MkdirTemp("", "autokill-userns-root-")
+	// Not /tmp: the VM tier mounts it nosuid, which no setuid bit survives.
+	base, err := os.MkdirTemp("/var/tmp", "autokill-userns-root-")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(base, &st); err != nil || st.Flags&0x2 != 0 { // ST_NOSUID
+		t.Fatalf("%s: nosuid or unknown (%v): the setuid test needs a suid filesystem", base, err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
 	if err := os.Chmod(base, 0o755); err != nil {
