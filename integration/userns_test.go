@@ -318,3 +318,87 @@ func TestUserNSCrashShimKilled(t *testing.T) {
 		return !ok || st.Status != "RUNNING"
 	}, func() string { return mustCtr(t, "tasks", "ls") })
 }
+
+// joinSpec is a spec for a container that joins the user namespace (and
+// the pid namespace) of the running process pid by path, with the mappings
+// CRI passes along, and creates its own mount, ipc, uts and network
+// namespaces, which must then belong to that user namespace (its /sys
+// mounts).
+func joinSpec(t *testing.T, id, rootfs string, pid int, mapping []map[string]any, newPid bool, args ...string) map[string]any {
+	spec := usernsSpec(t, id, rootfs, false, args...)
+	linux := spec["linux"].(map[string]any)
+	linux["uidMappings"], linux["gidMappings"] = mapping, mapping
+	var ns []any
+	for _, n := range linux["namespaces"].([]any) {
+		switch n.(map[string]any)["type"] {
+		case "user":
+		case "pid":
+			if !newPid {
+				ns = append(ns, map[string]any{"type": "pid", "path": fmt.Sprintf("/proc/%d/ns/pid", pid)})
+			} else {
+				ns = append(ns, n)
+			}
+		default:
+			ns = append(ns, n)
+		}
+	}
+	linux["namespaces"] = append(ns, map[string]any{"type": "user", "path": fmt.Sprintf("/proc/%d/ns/user", pid)})
+	return spec
+}
+
+// TestAPIUserNSJoinByPath: a second container joins the first one's user
+// and pid namespaces by path (CRI's shape for a user-namespaced pod that
+// shares its pid namespace), with the mappings given too.
+func TestAPIUserNSJoinByPath(t *testing.T) {
+	rootfs := usernsRootfs(t)
+	first := newContainerID(t)
+	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	id := newContainerID(t)
+	r := runSpec(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, false, "sh", "-c",
+		`id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; [ -n "$(cat /sys/kernel/uevent_seqnum)" ] && echo sys-ok`))
+	if r.Code != 0 {
+		t.Fatalf("ctr run --config (join user namespace): %s", r)
+	}
+	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", ti.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	if len(lines) != 4 || lines[0] != "0" || lines[2] != want || lines[3] != "sys-ok" {
+		t.Fatalf("want 0, the map, %s, sys-ok; got %s", want, r)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 3 || f[1] != strconv.Itoa(usernsHost) {
+		t.Errorf("uid_map %q", lines[1])
+	}
+}
+
+// TestUserNSJoinWrongMappings: mappings that are not the joined
+// namespace's fail Create (runc 1.1 does not check them).
+func TestUserNSJoinWrongMappings(t *testing.T) {
+	requireAutokillRuntime(t)
+	rootfs := usernsRootfs(t)
+	first := newContainerID(t)
+	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	id := newContainerID(t)
+	wrong := []map[string]any{{"containerID": 0, "hostID": 300000, "size": 65536}}
+	r := runSpec(t, id, joinSpec(t, id, rootfs, ti.Pid, wrong, false, "true"))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "the spec says") {
+		t.Fatalf("want a refusal naming the maps; got %s", r)
+	}
+}
+
+// TestUserNSJoinNewPidNSNotImplemented pins a limitation: a joined user
+// namespace with a pid namespace of the container's own (CRI's default for
+// user-namespaced pods; runc does it) is refused as NotImplemented, not
+// set up with a pid namespace that its root could not mount /proc for.
+func TestUserNSJoinNewPidNSNotImplemented(t *testing.T) {
+	requireAutokillRuntime(t)
+	rootfs := usernsRootfs(t)
+	first := newContainerID(t)
+	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	id := newContainerID(t)
+	r := runSpec(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, true, "true"))
+	if r.Code == 0 || !strings.Contains(r.Stderr, "with a new pid namespace") || !strings.Contains(r.Stderr, "not implemented") {
+		t.Fatalf("want NotImplemented; got %s", r)
+	}
+}

@@ -14,9 +14,10 @@ type UserNS struct {
 	// Path of a namespace to join; empty for a new one, whose maps the
 	// daemon writes between clone3 and the setup face.
 	Path string
-	// UIDMappings and GIDMappings of a new namespace (container id → host
-	// id); both map container id 0, since the setup face runs as root in
-	// the namespace.
+	// UIDMappings and GIDMappings (container id → host id); both map
+	// container id 0, since the setup face runs as root in the namespace.
+	// A new namespace gets them written; a joined one (containerd's CRI
+	// gives its path and its maps) must already have exactly these.
 	UIDMappings []specs.LinuxIDMapping
 	GIDMappings []specs.LinuxIDMapping
 }
@@ -64,12 +65,7 @@ func convertUserNS(list []specs.LinuxNamespace, uids, gids []specs.LinuxIDMappin
 		}
 		return nil, nil
 	}
-	if u.Path != "" {
-		if len(uids) > 0 || len(gids) > 0 {
-			// The kernel fixed the joined namespace's maps long ago; we
-			// cannot check that they are these, and would not apply them.
-			return nil, unsupported("linux.uidMappings/gidMappings together with a user namespace path")
-		}
+	if u.Path != "" && len(uids) == 0 && len(gids) == 0 {
 		return u, nil
 	}
 	var err error

@@ -122,3 +122,15 @@ func TestUserNSInvalid(t *testing.T) {
 		})
 	}
 }
+
+func TestUserNSJoinWithMappings(t *testing.T) {
+	s := usernsSpec(t)
+	s.Linux.Namespaces[len(s.Linux.Namespaces)-1].Path = "/var/run/netns/pinned-user"
+	p, err := NewPlan(bundle, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.UserNS.Path == "" || len(p.UserNS.UIDMappings) != 1 || p.Namespaces.Create&unix.CLONE_NEWUSER != 0 {
+		t.Fatalf("UserNS = %+v, Create %#x", p.UserNS, p.Namespaces.Create)
+	}
+}

@@ -46,6 +46,10 @@ type SpawnAttr struct {
 	UserNS     bool
 	BecomeRoot bool
 	Unshare    uint64
+	// Holder: the child only joins Setns and unshares Unshare, writes one
+	// byte on Sync, waits for the other end to close and exits, never
+	// exec'ing: a process that shows a joined user namespace's maps.
+	Holder bool
 }
 
 // Namespace is a namespace to join: an fd of /proc/PID/ns/* (or a bind
@@ -184,6 +188,9 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 		s.become_root = 1
 	}
 	s.unshare = C.uint64_t(attr.Unshare)
+	if attr.Holder {
+		s.holder = 1
+	}
 
 	if n := len(attr.Setns); n > 0 {
 		// One allocation for both arrays: fds, then types.

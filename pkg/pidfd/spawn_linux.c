@@ -82,6 +82,15 @@ static void child(const struct ak_spawn *s) {
 		if (syscall(SYS_setns, s->ns_fds[i], s->ns_types[i]) < 0) child_fail(s->sync_fd, "setns", errno);
 	}
 	if (s->unshare && syscall(SYS_unshare, s->unshare) < 0) child_fail(s->sync_fd, "unshare", errno);
+	if (s->holder) {
+		// Only its namespaces matter (the daemon reads the maps of the
+		// user namespace it joined), then the daemon hangs up.
+		char b = 'h';
+		long n;
+		if (syscall(SYS_write, s->sync_fd, &b, 1) != 1) syscall(SYS_exit_group, 127);
+		do n = syscall(SYS_read, s->sync_fd, &b, 1); while (n < 0 && errno == EINTR);
+		syscall(SYS_exit_group, 0);
+	}
 	if (s->become_root) {
 		// Root of the user namespace, so that execve of the setup face
 		// keeps the namespace's full capability set. Groups first, while

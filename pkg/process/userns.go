@@ -1,12 +1,16 @@
 package process
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -182,9 +186,13 @@ func userNSAttr(plan *spec.Plan, attr *pidfd.SpawnAttr, files *[]*os.File) error
 	}
 	create := plan.Namespaces.Create
 	if create&unix.CLONE_NEWPID != 0 {
-		// clone3 would make the pid namespace, owned by the host's user
-		// namespace: the container's root could not mount its /proc.
-		return fmt.Errorf("joining user namespace %s together with a new pid namespace: %w", u.Path, errdefs.ErrNotImplemented)
+		// clone3 would make the pid namespace owned by the host's user
+		// namespace, where the container's root cannot mount its /proc;
+		// a pid namespace unshared in the joined user namespace cannot be
+		// entered before it has an init (pid_for_children is ENOENT until
+		// then). Making it needs the init cloned from inside the joined
+		// namespace (a launcher passing its pidfd back): not done yet.
+		return fmt.Errorf("joining user namespace %s with a new pid namespace: %w", u.Path, errdefs.ErrNotImplemented)
 	}
 	f, err := os.Open(u.Path)
 	if err != nil {
@@ -194,11 +202,137 @@ func userNSAttr(plan *spec.Plan, attr *pidfd.SpawnAttr, files *[]*os.File) error
 	if err := pidfd.CheckNamespace(f, unix.CLONE_NEWUSER); err != nil {
 		return fmt.Errorf("join user namespace: %w: %w", err, errdefs.ErrInvalidArgument)
 	}
+	if len(u.UIDMappings) > 0 {
+		// The maps of a namespace are readable only through a process in
+		// it: a holder shows them.
+		if err := checkJoinedMaps(attr.Exe, f, u); err != nil {
+			return err
+		}
+	}
 	attr.Setns = append([]pidfd.Namespace{{File: f, Type: unix.CLONE_NEWUSER}}, attr.Setns...)
 	attr.Cloneflags = 0
-	attr.Unshare = create
+	attr.Unshare = create &^ unix.CLONE_NEWPID
 	attr.BecomeRoot = true
 	return nil
+}
+
+// checkJoinedMaps runs a holder (pkg/pidfd) in the user namespace userns
+// and compares its maps with the spec's.
+func checkJoinedMaps(exe, userns *os.File, u *spec.UserNS) error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("user namespace holder: %w", os.NewSyscallError("socketpair", err))
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "holder"), os.NewFile(uintptr(fds[1]), "holder-child")
+	defer ours.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		theirs.Close()
+		return err
+	}
+	defer null.Close()
+	attr := &pidfd.SpawnAttr{
+		Exe:    exe,
+		Args:   []string{"autokill-userns-holder"},
+		Stdio:  [3]*os.File{null, null, null},
+		Sync:   theirs,
+		Setns:  []pidfd.Namespace{{File: userns, Type: unix.CLONE_NEWUSER}},
+		Holder: true,
+	}
+	p, err := pidfd.Spawn(attr)
+	theirs.Close()
+	if err != nil {
+		return fmt.Errorf("user namespace holder: %w", err)
+	}
+	defer func() {
+		_ = p.Signal(unix.SIGKILL)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _ = p.Wait(ctx)
+		cancel()
+		p.Close()
+	}()
+	// One byte: it is in its namespaces. Anything else is the trampoline's
+	// failure report (setns refused...).
+	var b [512]byte
+	pfd := []unix.PollFd{{Fd: int32(ours.Fd()), Events: unix.POLLIN}}
+	if n, err := unix.Poll(pfd, 10000); err != nil || n == 0 {
+		return fmt.Errorf("user namespace holder: no answer (%v)", err)
+	}
+	n, err := unix.Read(int(ours.Fd()), b[:])
+	if err != nil || n != 1 {
+		return fmt.Errorf("join user namespace %s: %q (%v): %w", u.Path, b[:max(n, 0)], err, errdefs.ErrInvalidArgument)
+	}
+	dir, err := os.OpenFile("/proc/"+strconv.Itoa(p.Pid()), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("user namespace holder: %w", err)
+	}
+	defer dir.Close()
+	// It waits for our hang-up, so it lives: the directory is its own.
+	if err := p.Signal(0); err != nil {
+		return fmt.Errorf("user namespace holder: %w", err)
+	}
+	if err := sameMap(dir, "uid_map", u.UIDMappings); err != nil {
+		return fmt.Errorf("join user namespace %s: %w", u.Path, err)
+	}
+	if err := sameMap(dir, "gid_map", u.GIDMappings); err != nil {
+		return fmt.Errorf("join user namespace %s: %w", u.Path, err)
+	}
+	return nil
+}
+
+// sameMap compares /proc/<pid>/<name> with the spec's mappings, in any order.
+func sameMap(dir *os.File, name string, want []specs.LinuxIDMapping) error {
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return err
+	}
+	got, err := parseMap(string(b))
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	key := func(m specs.LinuxIDMapping) string { return fmt.Sprint(m.ContainerID, m.HostID, m.Size) }
+	g, w := make([]string, len(got)), make([]string, len(want))
+	for i := range got {
+		g[i] = key(got[i])
+	}
+	for i := range want {
+		w[i] = key(want[i])
+	}
+	slices.Sort(g)
+	slices.Sort(w)
+	if !slices.Equal(g, w) {
+		return fmt.Errorf("its %s is %v, the spec says %v: %w", name, got, want, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func parseMap(s string) ([]specs.LinuxIDMapping, error) {
+	var out []specs.LinuxIDMapping
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 3 {
+			return nil, fmt.Errorf("line %q", l)
+		}
+		var n [3]uint32
+		for i, x := range f {
+			v, err := strconv.ParseUint(x, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("line %q: %w", l, err)
+			}
+			n[i] = uint32(v)
+		}
+		out = append(out, specs.LinuxIDMapping{ContainerID: n[0], HostID: n[1], Size: n[2]})
+	}
+	return out, nil
 }
 
 // releaseUserNS writes the maps of the init's new user namespace and lets

@@ -60,13 +60,14 @@ func TestRuntimeInfo(t *testing.T) {
 	if f.OCIVersionMin != "1.0.0" || f.OCIVersionMax == "" || f.Linux == nil {
 		t.Fatalf("features %+v", f)
 	}
-	for _, ns := range []string{"pid", "network", "ipc", "uts", "mount", "cgroup", "user"} {
+	for _, ns := range []string{"pid", "network", "ipc", "uts", "mount", "cgroup"} {
 		if !slices.Contains(f.Linux.Namespaces, ns) {
 			t.Errorf("namespace %s missing", ns)
 		}
 	}
-	if slices.Contains(f.MountOptions, "rro") {
-		t.Error("claims recursive read-only")
+	// "user" would make CRI run user-namespaced pods (see supportedNamespaces).
+	if slices.Contains(f.Linux.Namespaces, "user") || slices.Contains(f.MountOptions, "rro") {
+		t.Error("claims user namespaces for CRI or recursive read-only")
 	}
 	if !slices.Contains(f.MountOptions, "idmap") || !slices.Contains(f.MountOptions, "ridmap") {
 		t.Error("id-mapped binds not advertised")
