@@ -87,6 +87,10 @@ static void child(const struct ak_spawn *s) {
 		// user namespace it joined), then the daemon hangs up.
 		char b = 'h';
 		long n;
+		// It outlives this call by a moment: no copy of the daemon's fds
+		// (autokill pidfds of other containers) may stay with it.
+		if (s->sync_fd > 0) syscall(SYS_close_range, 0, s->sync_fd - 1, 0);
+		syscall(SYS_close_range, s->sync_fd + 1, ~0U, 0);
 		if (syscall(SYS_write, s->sync_fd, &b, 1) != 1) syscall(SYS_exit_group, 127);
 		do n = syscall(SYS_read, s->sync_fd, &b, 1); while (n < 0 && errno == EINTR);
 		syscall(SYS_exit_group, 0);
