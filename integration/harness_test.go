@@ -84,6 +84,11 @@ func mainSetupAndRun(m *testing.M) (int, error) {
 	if err != nil {
 		return 2, err
 	}
+	// Searchable like /run/containerd: the root of a user-namespaced
+	// container (host uid 100000) must reach its bundle's rootfs.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return 2, err
+	}
 	cd = &containerd{binDir: binDir, dir: dir}
 	if err := cd.configure(); err != nil {
 		return 2, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/containerd/containerd/api/types"
@@ -33,6 +34,18 @@ func All(ms []*types.Mount, target string) (err error) {
 }
 
 func one(m *types.Mount, target string) error {
+	opts, uids, gids, err := idmapOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	if uids != nil {
+		flags, data := ParseOptions(opts)
+		var rest []string
+		if data != "" {
+			rest = strings.Split(data, ",")
+		}
+		return oneIDMapped(mountSpec{typ: m.Type, source: m.Source, flags: flags, options: rest}, uids, gids, target)
+	}
 	flags, data := ParseOptions(m.Options)
 	// The kernel takes at most a page of mount data; containerd's own
 	// workaround (chdir + relative lowerdirs) is not needed for images with
@@ -46,15 +59,25 @@ func one(m *types.Mount, target string) error {
 		flags |= unix.MS_BIND
 	}
 	// Propagation and read-only bind flags need a second call.
-	const second = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if err := unix.Mount(m.Source, target, typ, flags&^(unix.MS_REMOUNT), data); err != nil {
 		return &os.PathError{Op: "mount", Path: target, Err: err}
 	}
-	if flags&unix.MS_BIND != 0 && flags&second != 0 {
-		if err := unix.Mount("", target, "", flags&second|unix.MS_BIND|unix.MS_REMOUNT, ""); err != nil {
-			_ = unmount(target)
-			return &os.PathError{Op: "remount", Path: target, Err: err}
-		}
+	if flags&unix.MS_BIND != 0 {
+		return remountBindFlags(target, flags)
+	}
+	return nil
+}
+
+// remountBindFlags applies what a bind mount(2) ignores: read-only, nosuid,
+// nodev, noexec need a remount.
+func remountBindFlags(target string, flags uintptr) error {
+	const second = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+	if flags&second == 0 {
+		return nil
+	}
+	if err := unix.Mount("", target, "", flags&second|unix.MS_BIND|unix.MS_REMOUNT, ""); err != nil {
+		_ = unmount(target)
+		return &os.PathError{Op: "remount", Path: target, Err: err}
 	}
 	return nil
 }

@@ -52,6 +52,10 @@ func TestOptionTable(t *testing.T) {
 			if o.Atime && o.Flag&^unix.MOUNT_ATTR__ATIME != 0 || !o.Atime && (o.Flag == 0 || o.Flag&^recAttrs != 0) {
 				t.Errorf("%s: attribute %#x", name, o.Flag)
 			}
+		case IDMapOption:
+			if name != "idmap" && name != "ridmap" {
+				t.Errorf("%s: idmap kind", name)
+			}
 		default:
 			t.Errorf("%s: kind %d", name, o.Kind)
 		}

@@ -20,6 +20,10 @@ const (
 	// tree with mount_setattr(AT_RECURSIVE), as runc 1.1+ does for rro,
 	// rnosuid... Spec mounts only.
 	RecursiveOption
+	// IDMapOption asks for an id-mapped bind (idmap; ridmap for the whole
+	// tree), which the daemon makes (pkg/process/userns.go): spec
+	// validation takes these out before the rest is parsed.
+	IDMapOption
 )
 
 // Option is the effect of one mount option.
@@ -47,6 +51,8 @@ func recAtime(mode uint64) Option { return Option{Kind: RecursiveOption, Flag: m
 // the OCI features document of -info lists exactly its names (Names), so
 // what is advertised and what is accepted cannot drift apart.
 var Options = map[string]Option{
+	"idmap":         {Kind: IDMapOption},
+	"ridmap":        {Kind: IDMapOption},
 	"async":         clearFlag(unix.MS_SYNCHRONOUS),
 	"atime":         clearFlag(unix.MS_NOATIME),
 	"bind":          flag(unix.MS_BIND),
@@ -116,8 +122,6 @@ var Refused = map[string]string{
 	"nomand":    "mandatory locking is gone from Linux (5.15)",
 	"remount":   "a spec mount is always a new mount or a bind, never a remount",
 	"tmpcopyup": "not implemented",
-	"idmap":     "id-mapped mounts are not implemented yet",
-	"ridmap":    "id-mapped mounts are not implemented yet",
 }
 
 // Names lists every option of Options, sorted: the mountOptions of the OCI

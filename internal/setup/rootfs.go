@@ -392,7 +392,7 @@ func (r *rootfs) mount(m spec.Mount, hostCgroups *cgroupLayout) error {
 	}
 	mnt, err := linux.NewMount(m.Type, m.Source, fsOptions(m.Flags, m.Data), newMountAttrs(m.Flags))
 	if err != nil {
-		return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
+		return sysfsFallback(m, target, fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err))
 	}
 	defer mnt.Close()
 	if err := setRecursive(mnt, m); err != nil {

@@ -36,6 +36,12 @@ func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
 	if err := checkUnsupportedLinux(l); err != nil {
 		return nil, err
 	}
+	if p.UserNS, err = convertUserNS(l.Namespaces, l.UIDMappings, l.GIDMappings); err != nil {
+		return nil, err
+	}
+	if p.UserNS != nil && p.UserNS.Path == "" {
+		p.Namespaces.Create |= userNSFlag
+	}
 	if p.CgroupsPath, err = convertCgroupsPath(l.CgroupsPath); err != nil {
 		return nil, err
 	}
@@ -45,7 +51,7 @@ func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
 	if p.RootPropagation, err = convertRootPropagation(l.RootfsPropagation); err != nil {
 		return nil, err
 	}
-	if p.Mounts, err = convertMounts(bundle, s.Mounts); err != nil {
+	if p.Mounts, err = convertMounts(bundle, s.Mounts, p.UserNS); err != nil {
 		return nil, err
 	}
 	p.SetupDev = !devIsBind(p.Mounts)
@@ -115,8 +121,6 @@ func checkUnsupportedTop(s *specs.Spec) error {
 
 func checkUnsupportedLinux(l *specs.Linux) error {
 	switch {
-	case len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0:
-		return unsupported("linux.uidMappings/gidMappings (user namespaces)")
 	case len(l.NetDevices) > 0:
 		return unsupported("linux.netDevices")
 	case l.Seccomp != nil:
@@ -177,7 +181,7 @@ func convertNamespaces(list []specs.LinuxNamespace) (Namespaces, error) {
 		field := fmt.Sprintf("linux.namespaces[%d]", i)
 		switch n.Type {
 		case specs.UserNamespace:
-			return ns, unsupported(field + `: namespace type "user"`)
+			continue // convertUserNS
 		}
 		flag, ok := nsFlags[n.Type]
 		if !ok {

@@ -50,6 +50,9 @@ func ParseMountOptions(opts []string) (MountOptions, error) {
 		switch {
 		case !ok:
 			rest = append(rest, o)
+		case opt.Kind == mount.IDMapOption:
+			// convertMounts takes them out first, with the mount's mappings.
+			return MountOptions{}, fmt.Errorf("option %q: only for a bind mount of the spec", o)
 		case opt.Kind == mount.FlagOption && opt.Clear:
 			out.Flags &^= opt.Flag
 		case opt.Kind == mount.FlagOption:
@@ -79,13 +82,11 @@ var fsTypes = map[string]bool{
 	"cgroup": true, "cgroup2": true,
 }
 
-func convertMounts(bundle string, in []specs.Mount) ([]Mount, error) {
+func convertMounts(bundle string, in []specs.Mount, userns *UserNS) ([]Mount, error) {
 	var out []Mount
 	for i, sm := range in {
 		field := fmt.Sprintf("mounts[%d]", i)
-		if len(sm.UIDMappings) > 0 || len(sm.GIDMappings) > 0 {
-			return nil, unsupported(field + ".uidMappings/gidMappings (id-mapped mounts)")
-		}
+		opts, idmap, ridmap := splitIDMapOptions(sm.Options)
 		if !path.IsAbs(sm.Destination) {
 			return nil, invalid(field+".destination", "%q is not an absolute path", sm.Destination)
 		}
@@ -93,7 +94,7 @@ func convertMounts(bundle string, in []specs.Mount) ([]Mount, error) {
 		if m.Destination == "/" {
 			return nil, invalid(field+".destination", "cannot mount over the container's /; use root.path")
 		}
-		o, err := ParseMountOptions(sm.Options)
+		o, err := ParseMountOptions(opts)
 		if err != nil {
 			return nil, invalid(field+".options", "%v", err)
 		}
@@ -123,6 +124,9 @@ func convertMounts(bundle string, in []specs.Mount) ([]Mount, error) {
 			if m.Data != "" {
 				return nil, invalid(field+".options", "%q: unknown option for a bind mount", m.Data)
 			}
+		}
+		if err := convertMountIDMap(field, sm, &m, idmap, ridmap, userns); err != nil {
+			return nil, err
 		}
 		// CVE-2019-16884 class: mounting over /proc/* can hide what the
 		// kernel shows there (LSM attributes, sysctl). Only procfs itself

@@ -27,6 +27,9 @@ const RuntimeName = "io.containerd.autokill.v1"
 type Plan struct {
 	// Namespaces to create (clone3 flags) and to join (by path).
 	Namespaces Namespaces
+	// UserNS is the user namespace, nil for none (see userns.go); a new
+	// one is also CLONE_NEWUSER in Namespaces.Create.
+	UserNS *UserNS
 	// CgroupsPath is spec.linux.cgroupsPath, checked by ValidateCgroupsPath:
 	// a clean cgroupfs path, absolute ("/a/b", below each hierarchy's root)
 	// or relative ("a/b", below the daemon's own cgroup, as runc does).
@@ -128,6 +131,8 @@ type Mount struct {
 	RecSet, RecClr uint64
 	// Data is the comma-joined list of options that are not flags.
 	Data string
+	// IDMap: an id-mapped bind (userns.go); the daemon stages it.
+	IDMap *IDMap `json:",omitempty"`
 }
 
 // IsBind says whether the mount is a bind mount.

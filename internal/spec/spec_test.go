@@ -363,7 +363,7 @@ func TestInvalidPlans(t *testing.T) {
 		}, `linux.namespaces[5]: unknown namespace type "foo"`},
 		{"user ns", func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "user"})
-		}, `linux.namespaces[5]: namespace type "user" ` + unsup},
+		}, `linux.uidMappings: missing`},
 		{"time offsets of a joined time ns", func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "time", Path: "/proc/1/ns/time"})
 			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}}
@@ -384,7 +384,7 @@ func TestInvalidPlans(t *testing.T) {
 		{"no mount ns", func(s *specs.Spec) { s.Linux.Namespaces = s.Linux.Namespaces[:3] }, "linux.namespaces: no mount namespace"},
 		{"uid mappings", func(s *specs.Spec) {
 			s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 1000, Size: 1}}
-		}, "linux.uidMappings/gidMappings (user namespaces) " + unsup},
+		}, "linux.uidMappings/gidMappings: mappings without a user namespace"},
 		{"seccomp", func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_ERRNO"} }, "linux.seccomp " + unsup},
 		{"mount label", func(s *specs.Spec) { s.Linux.MountLabel = "system_u:object_r:container_file_t:s0" }, "linux.mountLabel"},
 		{"intelRdt", func(s *specs.Spec) { s.Linux.IntelRdt = &specs.LinuxIntelRdt{} }, "linux.intelRdt " + unsup},
@@ -475,11 +475,11 @@ func TestInvalidPlans(t *testing.T) {
 		{"mount type missing", func(s *specs.Spec) { s.Mounts[6].Type = "" }, "mounts[6].type: missing"},
 		{"mount idmap", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Source: "/x", Options: []string{"rbind", "idmap"}})
-		}, `mounts[7].options: option "idmap" is not supported`},
+		}, `mounts[7].options: "idmap" without uidMappings/gidMappings`},
 		{"mount mand", func(s *specs.Spec) { s.Mounts[6].Options = append(s.Mounts[6].Options, "mand") }, `mounts[6].options: option "mand"`},
 		{"mount uidmappings", func(s *specs.Spec) {
 			s.Mounts[6].UIDMappings = []specs.LinuxIDMapping{{Size: 1}}
-		}, "mounts[6].uidMappings/gidMappings"},
+		}, `mounts[6].options: uidMappings/gidMappings need the "idmap"`},
 		{"bind without source", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Options: []string{"rbind"}})
 		}, "mounts[7].source: missing"},

@@ -38,6 +38,18 @@ type SpawnAttr struct {
 	// Stdio become the child's fds 0, 1 and 2, Sync its fd 3.
 	Stdio [3]*os.File
 	Sync  *os.File
+	// UserNS: Cloneflags has CLONE_NEWUSER, and the child waits for one
+	// packet on Sync (the daemon wrote its maps) before it becomes root of
+	// the namespace and execs. A joined user namespace is the first of
+	// Setns, with the namespaces to create in Unshare instead of
+	// Cloneflags (then they belong to it), and sets BecomeRoot.
+	UserNS     bool
+	BecomeRoot bool
+	Unshare    uint64
+	// Holder: the child only joins Setns and unshares Unshare, writes one
+	// byte on Sync, waits for the other end to close and exits, never
+	// exec'ing: a process that shows a joined user namespace's maps.
+	Holder bool
 }
 
 // Namespace is a namespace to join: an fd of /proc/PID/ns/* (or a bind
@@ -169,6 +181,16 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 	}
 	free := setExec(&s, attr.Exe, attr.Stdio, attr.Sync, attr.Args, attr.Env)
 	defer free()
+	if attr.UserNS {
+		s.userns_wait, s.become_root = 1, 1
+	}
+	if attr.BecomeRoot {
+		s.become_root = 1
+	}
+	s.unshare = C.uint64_t(attr.Unshare)
+	if attr.Holder {
+		s.holder = 1
+	}
 
 	if n := len(attr.Setns); n > 0 {
 		// One allocation for both arrays: fds, then types.
@@ -176,7 +198,7 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 		defer C.free(unsafe.Pointer(buf))
 		arr := unsafe.Slice(buf, 2*n)
 		for i, ns := range attr.Setns {
-			if ns.Type == 0 || ns.Type == unix.CLONE_NEWPID {
+			if ns.Type == 0 || ns.Type == unix.CLONE_NEWPID || (ns.Type == unix.CLONE_NEWUSER && i != 0) {
 				return nil, fmt.Errorf("pidfd: setns of %s: type %#x cannot be joined by the child", ns.File.Name(), ns.Type)
 			}
 			arr[i] = C.int(ns.File.Fd())

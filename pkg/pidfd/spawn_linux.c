@@ -67,11 +67,43 @@ static void child(const struct ak_spawn *s) {
 		if (syscall(SYS_prctl, PR_SET_PDEATHSIG, s->pdeathsig, 0, 0, 0) < 0)
 			child_fail(s->sync_fd, "prctl(PR_SET_PDEATHSIG)", errno);
 	}
+	if (s->userns_wait) {
+		// Until the daemon has written uid_map and gid_map we are nobody
+		// in our user namespace, and execve would drop every capability.
+		char b[16];
+		long n;
+		do n = syscall(SYS_read, s->sync_fd, b, sizeof(b)); while (n < 0 && errno == EINTR);
+		if (n <= 0) syscall(SYS_exit_group, 127); // the daemon gave up on us
+	}
 	for (i = 0; i < s->n_ns; i++) {
 		// Never nstype 0: with it the kernel joins whatever namespace the fd
 		// names, so a "network" path to a mount namespace would move the
 		// container into that mount namespace (EINVAL on a mismatch instead).
 		if (syscall(SYS_setns, s->ns_fds[i], s->ns_types[i]) < 0) child_fail(s->sync_fd, "setns", errno);
+	}
+	if (s->unshare && syscall(SYS_unshare, s->unshare) < 0) child_fail(s->sync_fd, "unshare", errno);
+	if (s->holder) {
+		// Only its namespaces matter (the daemon reads the maps of the
+		// user namespace it joined), then the daemon hangs up.
+		char b = 'h';
+		long n;
+		// It outlives this call by a moment: no copy of the daemon's fds
+		// (autokill pidfds of other containers) may stay with it.
+		if (s->sync_fd > 0) syscall(SYS_close_range, 0, s->sync_fd - 1, 0);
+		syscall(SYS_close_range, s->sync_fd + 1, ~0U, 0);
+		if (syscall(SYS_write, s->sync_fd, &b, 1) != 1) syscall(SYS_exit_group, 127);
+		do n = syscall(SYS_read, s->sync_fd, &b, 1); while (n < 0 && errno == EINTR);
+		syscall(SYS_exit_group, 0);
+	}
+	if (s->become_root) {
+		// Root of the user namespace, so that execve of the setup face
+		// keeps the namespace's full capability set. Groups first, while
+		// CAP_SETGID is ours; a credential change clears PDEATHSIG.
+		if (syscall(SYS_setresgid, 0, 0, 0) < 0) child_fail(s->sync_fd, "setresgid(0) in the user namespace", errno);
+		if (syscall(SYS_setgroups, 0, NULL) < 0) child_fail(s->sync_fd, "setgroups in the user namespace", errno);
+		if (syscall(SYS_setresuid, 0, 0, 0) < 0) child_fail(s->sync_fd, "setresuid(0) in the user namespace", errno);
+		if (s->pdeathsig && syscall(SYS_prctl, PR_SET_PDEATHSIG, s->pdeathsig, 0, 0, 0) < 0)
+			child_fail(s->sync_fd, "prctl(PR_SET_PDEATHSIG)", errno);
 	}
 	// Move every fd we still need out of the 0..3 range first, so that a
 	// source, or the binary to exec, that already sits on a target number

@@ -13,6 +13,10 @@ struct ak_spawn {
 	int sync_fd;         // becomes 3
 	int pdeathsig;       // 0 or the signal for PR_SET_PDEATHSIG
 	int probe;           // child exits at once: feature probe
+	int userns_wait;     // new user ns: read one packet on sync_fd (maps written) first
+	int become_root;     // setresgid/setresuid(0) in the (new or joined) user ns
+	uint64_t unshare;    // CLONE_NEW* to unshare after the setns (owned by a joined user ns)
+	int holder;          // after setns/unshare: say so on sync_fd, wait for its EOF, exit (no exec)
 };
 
 int ak_spawn(const struct ak_spawn *s, int *pidfd, int *err);

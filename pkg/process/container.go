@@ -122,6 +122,9 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 		return err
 	}
 
+	if err := stageIDMapped(c.bundle, plan); err != nil {
+		return err
+	}
 	c.proc, c.sync, err = c.sys.spawn(ctx, plan, c.cg, c.io.child)
 	c.io.closeChild()
 	if err != nil {
@@ -159,6 +162,11 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 	}
 	if err := c.sync.RecvReady(); err != nil {
 		return c.setupError(ctx, err)
+	}
+	// The setup face has bound what it needed of them (and pivoted away
+	// from its copies): the host need not keep them.
+	if err := unstageIDMapped(c.bundle); err != nil {
+		log.G(ctx).WithError(err).Warn("unmount the staged id-mapped mounts")
 	}
 	return nil
 }
@@ -213,6 +221,9 @@ func (c *Container) cleanup(ctx context.Context) error {
 		} else {
 			c.guarded = false
 		}
+	}
+	if err := unstageIDMapped(c.bundle); err != nil {
+		errs = append(errs, fmt.Errorf("id-mapped mounts: %w", err))
 	}
 	if c.rootfs != "" {
 		if err := c.sys.unmountRootfs(c.rootfs); err != nil {

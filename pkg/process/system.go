@@ -104,6 +104,9 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 			f.Close()
 		}
 	}()
+	if err := userNSAttr(plan, attr, &nsFiles); err != nil {
+		return nil, nil, err
+	}
 	for _, j := range plan.Namespaces.Join {
 		f, err := os.Open(j.Path)
 		if err != nil {
@@ -145,6 +148,14 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 	if err != nil {
 		parent.Close()
 		return nil, nil, err
+	}
+	if attr.UserNS {
+		if err := releaseUserNS(p, parent, plan.UserNS); err != nil {
+			_ = p.Signal(syscall.SIGKILL)
+			p.Close()
+			parent.Close()
+			return nil, nil, err
+		}
 	}
 	return p, parent, nil
 }

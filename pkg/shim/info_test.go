@@ -69,16 +69,20 @@ func TestRuntimeInfo(t *testing.T) {
 			t.Errorf("namespace %s missing", ns)
 		}
 	}
+	// "user" would make CRI run user-namespaced pods (see ociFeatures).
 	if slices.Contains(f.Linux.Namespaces, "user") || !slices.Contains(f.MountOptions, "rro") {
 		t.Error("claims user namespaces, or does not claim recursive read-only")
 	}
 	if f.Annotations[AnnotationCheckpoint] == "" || info.Annotations[AnnotationCheckpoint] == "" {
 		t.Error("no checkpoint annotation")
 	}
+	if !slices.Contains(f.MountOptions, "idmap") || !slices.Contains(f.MountOptions, "ridmap") {
+		t.Error("id-mapped binds not advertised")
+	}
 	if len(f.Linux.Capabilities) != 41 || f.Linux.Capabilities[40] != "CAP_CHECKPOINT_RESTORE" {
 		t.Errorf("capabilities %v", f.Linux.Capabilities)
 	}
-	if *f.Linux.Seccomp.Enabled || *f.Linux.MountExtensions.IDMap.Enabled || !*f.Linux.Cgroup.V1 || !*f.Linux.Cgroup.V2 {
+	if *f.Linux.Seccomp.Enabled || !*f.Linux.MountExtensions.IDMap.Enabled || !*f.Linux.Cgroup.V1 || !*f.Linux.Cgroup.V2 {
 		t.Errorf("linux %+v", f.Linux)
 	}
 	if f.Annotations[AnnotationMode] != mode.Name() {
@@ -112,6 +116,17 @@ func minimalSpec(edit func(*specs.Spec)) *specs.Spec {
 // by the runtime rather than handed to the filesystem as data.
 func mountAccepted(o string) error {
 	if _, err := spec.NewPlan("/bundle", minimalSpec(nil)); err != nil {
+		return err
+	}
+	if o == "idmap" || o == "ridmap" {
+		// Only on a bind of a user-namespaced container, with mappings.
+		ids := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		m := specs.Mount{Destination: "/x", Type: "bind", Source: "/src", Options: []string{"rbind", o}}
+		_, err := spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) {
+			s.Mounts = []specs.Mount{m}
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+			s.Linux.UIDMappings, s.Linux.GIDMappings = ids, ids
+		}))
 		return err
 	}
 	mo, err := spec.ParseMountOptions([]string{o})
