@@ -10,7 +10,6 @@ package integration
 // runc shim does.
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -50,17 +49,7 @@ func shapeRootfs(t *testing.T) string {
 // /autokill-test/<id>, changed by edit.
 func shapeSpec(t *testing.T, id, rootfs string, args []string, edit func(spec, proc, linux map[string]any)) map[string]any {
 	t.Helper()
-	var spec map[string]any
-	out := mustCtr(t, "oci", "spec")
-	if err := json.Unmarshal([]byte(out), &spec); err != nil {
-		t.Fatalf("ctr oci spec: %v\n%s", err, out)
-	}
-	spec["root"] = map[string]any{"path": rootfs}
-	proc := spec["process"].(map[string]any)
-	proc["args"] = args
-	proc["env"] = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	linux := spec["linux"].(map[string]any)
-	linux["cgroupsPath"] = "/" + testNamespace + "/" + id
+	spec, proc, linux := ctrSpec(t, id, rootfs, args)
 	// ctr's default spec denies every device; the shell needs /dev/null
 	// for its background jobs. These are what ctr run adds for an image.
 	devices := []any{map[string]any{"allow": false, "access": "rwm"}}
@@ -96,15 +85,7 @@ func setNamespace(linux map[string]any, typ, path string) {
 // until its cgroup holds at least minProcs processes; it returns them.
 func runSpecDetached(t *testing.T, id string, spec map[string]any, minProcs int) []int {
 	t.Helper()
-	b, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(f, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if r := ctrResult(t, "run", "-d", "--runtime", runtimeName, "--config", f, id); r.Code != 0 {
+	if r := ctrResult(t, "run", "-d", "--runtime", runtimeName, "--config", writeSpec(t, spec), id); r.Code != 0 {
 		t.Fatalf("ctr run -d --config: %s", r)
 	}
 	waitTaskStatus(t, id, "RUNNING", timeout(30*time.Second))

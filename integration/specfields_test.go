@@ -4,7 +4,6 @@ package integration
 // with io.containerd.runc.v2 (the TestAPI prefix: CI runs these against the reference too).
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,35 +24,11 @@ func apiSpec(t *testing.T, id string, args []string, edit func(spec, proc, linux
 		t.Fatal(err)
 	}
 	extractImageRootfs(t, rootfs)
-	var spec map[string]any
-	out := mustCtr(t, "oci", "spec")
-	if err := json.Unmarshal([]byte(out), &spec); err != nil {
-		t.Fatalf("ctr oci spec: %v\n%s", err, out)
-	}
-	spec["root"] = map[string]any{"path": rootfs}
-	proc := spec["process"].(map[string]any)
-	proc["args"] = args
-	proc["env"] = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
-	linux := spec["linux"].(map[string]any)
-	linux["cgroupsPath"] = "/" + testNamespace + "/" + id
+	spec, proc, linux := ctrSpec(t, id, rootfs, args)
 	if edit != nil {
 		edit(spec, proc, linux)
 	}
 	return spec
-}
-
-// runSpecRm runs the spec with ctr run --rm --config and returns what ctr reported.
-func runSpecRm(t *testing.T, id string, spec map[string]any) ctrRun {
-	t.Helper()
-	b, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(f, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return ctrResult(t, "run", "--rm", "--runtime", runtimeName, "--config", f, id)
 }
 
 // runSpecFields creates the container from the spec, checks that the fields (dotted paths, e.g.
@@ -62,15 +37,7 @@ func runSpecRm(t *testing.T, id string, spec map[string]any) ctrRun {
 // silently: the test is skipped there, naming the client, since no runtime can see such a field.
 func runSpecFields(t *testing.T, id string, spec map[string]any, fields ...string) ctrRun {
 	t.Helper()
-	b, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(f, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if r := ctrResult(t, "containers", "create", "--runtime", runtimeName, "--config", f, id); r.Code != 0 {
+	if r := ctrResult(t, "containers", "create", "--runtime", runtimeName, "--config", writeSpec(t, spec), id); r.Code != 0 {
 		t.Fatalf("ctr containers create: %s", r)
 	}
 	stored := containerSpec(t, id)

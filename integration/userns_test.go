@@ -5,7 +5,6 @@ package integration
 // user-namespaced container. The TestAPI ones pass with runc too.
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -161,33 +160,13 @@ int main(void) { printf("ruid=%d euid=%d\n", (int)getuid(), (int)geteuid()); ret
 // root and args.
 func usernsSpec(t *testing.T, id, rootfs string, readonly bool, args ...string) map[string]any {
 	t.Helper()
-	var spec map[string]any
-	out := mustCtr(t, "oci", "spec")
-	if err := json.Unmarshal([]byte(out), &spec); err != nil {
-		t.Fatalf("ctr oci spec: %v\n%s", err, out)
-	}
+	spec, proc, linux := ctrSpec(t, id, rootfs, args)
 	spec["root"] = map[string]any{"path": rootfs, "readonly": readonly}
-	spec["process"].(map[string]any)["args"] = args
-	spec["process"].(map[string]any)["env"] = []string{"PATH=/bin:/usr/bin"}
-	linux := spec["linux"].(map[string]any)
-	linux["cgroupsPath"] = "/" + testNamespace + "/" + id
+	proc["env"] = []string{"PATH=/bin:/usr/bin"}
 	linux["uidMappings"] = usernsMapping
 	linux["gidMappings"] = usernsMapping
 	linux["namespaces"] = append(linux["namespaces"].([]any), map[string]any{"type": "user"})
 	return spec
-}
-
-func runSpec(t *testing.T, id string, spec map[string]any) ctrRun {
-	t.Helper()
-	b, err := json.Marshal(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := filepath.Join(t.TempDir(), "config.json")
-	if err := os.WriteFile(f, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return ctrResult(t, "run", "--rm", "--runtime", runtimeName, "--config", f, id)
 }
 
 // TestAPIUserNSSetuidReadonlyRootfs: a spec with mappings on a read-only
@@ -204,7 +183,7 @@ func TestAPIUserNSSetuidReadonlyRootfs(t *testing.T) {
 			proc["user"] = map[string]any{"uid": 1000, "gid": 1000}
 			// ctr's default; setuid needs it off.
 			proc["noNewPrivileges"] = false
-			r := runSpec(t, id, spec)
+			r := runSpecRm(t, id, spec)
 			if r.Code != 0 {
 				t.Fatalf("ctr run --config: %s", r)
 			}
@@ -261,7 +240,7 @@ func TestAPIUserNSIdmappedBind(t *testing.T) {
 		map[string]any{"destination": "/idm", "type": "bind", "source": idm, "options": []string{"rbind", "rw", "idmap"},
 			"uidMappings": usernsMapping, "gidMappings": usernsMapping},
 		map[string]any{"destination": "/plain", "type": "bind", "source": plain, "options": []string{"rbind", "rw"}})
-	r := runSpec(t, id, spec)
+	r := runSpecRm(t, id, spec)
 	if r.Code != 0 {
 		t.Fatalf("ctr run --config: %s", r)
 	}
@@ -354,7 +333,7 @@ func TestAPIUserNSJoinByPath(t *testing.T) {
 	first := newContainerID(t)
 	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
 	id := newContainerID(t)
-	r := runSpec(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, false, "sh", "-c",
+	r := runSpecRm(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, false, "sh", "-c",
 		`id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; [ -n "$(cat /sys/kernel/uevent_seqnum)" ] && echo sys-ok`))
 	if r.Code != 0 {
 		t.Fatalf("ctr run --config (join user namespace): %s", r)
@@ -381,7 +360,7 @@ func TestUserNSJoinWrongMappings(t *testing.T) {
 	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
 	id := newContainerID(t)
 	wrong := []map[string]any{{"containerID": 0, "hostID": 300000, "size": 65536}}
-	r := runSpec(t, id, joinSpec(t, id, rootfs, ti.Pid, wrong, false, "true"))
+	r := runSpecRm(t, id, joinSpec(t, id, rootfs, ti.Pid, wrong, false, "true"))
 	if r.Code == 0 || !strings.Contains(r.Stderr, "the spec says") {
 		t.Fatalf("want a refusal naming the maps; got %s", r)
 	}
@@ -397,7 +376,7 @@ func TestUserNSJoinNewPidNSNotImplemented(t *testing.T) {
 	first := newContainerID(t)
 	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
 	id := newContainerID(t)
-	r := runSpec(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, true, "true"))
+	r := runSpecRm(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, true, "true"))
 	if r.Code == 0 || !strings.Contains(r.Stderr, "with a new pid namespace") || !strings.Contains(r.Stderr, "not implemented") {
 		t.Fatalf("want NotImplemented; got %s", r)
 	}
