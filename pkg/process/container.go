@@ -50,6 +50,7 @@ type Container struct {
 	// sharedPidNS: no pid namespace of its own, so the init's death does
 	// not end the rest of the container. guarded: armed in the crash guard.
 	sharedPidNS, guarded bool
+	feat                 cgfeat // pause, update, stats, OOM (cgfeat.go)
 
 	exited chan struct{} // closed once exit is recorded; not guarded
 }
@@ -92,6 +93,7 @@ func createWith(ctx context.Context, cfg CreateConfig, pub Publisher, sys system
 		Pid:         uint32(c.proc.Pid()),
 	})
 	c.mu.Unlock()
+	c.watchOOM(ctx)
 	go c.watch()
 	return c, nil
 }
@@ -198,6 +200,7 @@ func (c *Container) release(ctx context.Context) {
 // cleanup releases what outlives the init: fds, cgroup, rootfs.
 func (c *Container) cleanup(ctx context.Context) error {
 	var errs []error
+	c.stopOOM()
 	if c.sync != nil {
 		c.sync.Close()
 		c.sync = nil
@@ -253,6 +256,7 @@ func (c *Container) watch() {
 			log.G(ctx).WithError(err).WithField("id", c.id).Warn("kill the processes the init left")
 		}
 	}
+	c.beforeExit(ctx)
 	c.exit = Exit{Pid: uint32(c.proc.Pid()), Status: uint32(e.Status), At: e.At}
 	to, err := next(opExit, c.status)
 	if err != nil {
@@ -330,6 +334,7 @@ func (c *Container) Kill(ctx context.Context, signal uint32, all bool) error {
 		}
 		return fmt.Errorf("kill %s: %w", c.id, err)
 	}
+	c.thawKilled(ctx, sig)
 	return nil
 }
 
