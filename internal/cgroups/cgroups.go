@@ -123,6 +123,14 @@ func New(bundle, path string, res *specs.LinuxResources) (_ Manager, retErr erro
 		if err := cm.ToggleControllers(r.EnabledControllers(), cgroup2.Enable); err != nil {
 			return nil, fmt.Errorf("cgroup v2 %s: %w", path, err)
 		}
+		// The rest too, best effort, as containerd's runc shim does: a
+		// later Update may set limits Create did not, and Stats reads
+		// every controller's files.
+		if all, err := cm.RootControllers(); err == nil {
+			if err := cm.ToggleControllers(all, cgroup2.Enable); err != nil {
+				log.L.WithError(err).WithField("cgroup", path).Debug("enable every controller")
+			}
+		}
 		if err := cm.Update(r); err != nil {
 			return nil, fmt.Errorf("cgroup v2 %s: resources: %w", path, err)
 		}

@@ -242,5 +242,25 @@ func checkBlockIO(b *specs.LinuxBlockIO, unified bool) (*specs.LinuxBlockIO, err
 		}
 	}
 	out := *b
+	// Zero weights mean "unchanged"; written, they would be refused.
+	zero := func(w **uint16) {
+		if *w != nil && **w == 0 {
+			*w = nil
+		}
+	}
+	zero(&out.Weight)
+	zero(&out.LeafWeight)
+	out.WeightDevice = nil
+	for _, d := range b.WeightDevice {
+		zero(&d.Weight)
+		zero(&d.LeafWeight)
+		if d.Weight != nil || d.LeafWeight != nil {
+			out.WeightDevice = append(out.WeightDevice, d)
+		}
+	}
+	if out.Weight == nil && out.LeafWeight == nil && len(out.WeightDevice) == 0 && len(out.ThrottleReadBpsDevice) == 0 &&
+		len(out.ThrottleWriteBpsDevice) == 0 && len(out.ThrottleReadIOPSDevice) == 0 && len(out.ThrottleWriteIOPSDevice) == 0 {
+		return nil, nil
+	}
 	return &out, nil
 }

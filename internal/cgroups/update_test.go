@@ -17,7 +17,7 @@ func TestCheckUpdate(t *testing.T) {
 		want    string // JSON of what is applied, when ok
 	}{
 		{"memory", `{"memory":{"limit":67108864,"swap":134217728}}`, false, true, `{"memory":{"limit":67108864,"swap":134217728}}`},
-		{"zero is unchanged", `{"memory":{"limit":0,"reservation":0},"cpu":{"shares":0,"quota":0,"period":0}}`, false, true, `{}`},
+		{"zero is unchanged", `{"memory":{"limit":0,"reservation":0},"cpu":{"shares":0,"quota":0,"period":0},"blockIO":{"weight":0}}`, false, true, `{}`},
 		{"no limit", `{"memory":{"limit":-1},"pids":{"limit":-1},"cpu":{"quota":-1}}`, true, true, `{"memory":{"limit":-1},"cpu":{"quota":-1},"pids":{"limit":-1}}`},
 		{"devices are not applied", `{"devices":[{"allow":false,"access":"rwm"}],"pids":{"limit":10}}`, false, true, `{"pids":{"limit":10}}`},
 		{"cpu", `{"cpu":{"shares":512,"quota":50000,"period":100000,"cpus":"0-1,3","mems":"0"}}`, false, true, `{"cpu":{"shares":512,"quota":50000,"period":100000,"cpus":"0-1,3","mems":"0"}}`},
