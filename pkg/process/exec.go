@@ -47,7 +47,17 @@ type execProcess struct {
 	io       *stdio
 	exit     Exit
 
-	exited chan struct{} // closed once exit is recorded (or Start failed)
+	exited chan struct{} // closed by finish: exited, failed to start, or gone
+	done   bool          // exited is closed
+}
+
+// finish records an exec's end and wakes its waiters. Called with mu held.
+func (e *execProcess) finish(ex Exit) {
+	e.status, e.exit = StatusStopped, ex
+	if !e.done {
+		e.done = true
+		close(e.exited)
+	}
 }
 
 // Exec registers an exec process and publishes TaskExecAdded; Start runs it.
@@ -113,7 +123,11 @@ func (c *Container) StartExec(ctx context.Context, id string) (uint32, error) {
 		err = fmt.Errorf("start exec %s in %s: it is %s: %w", id, c.id, e.statusLocked(), errdefs.ErrFailedPrecondition)
 	}
 	if err == nil {
-		err = c.execAllowed()
+		if err = c.execAllowed(); err != nil {
+			// It can never start now: its waiters learn so, as after
+			// a failed start.
+			e.finish(Exit{Status: unknownExitStatus, At: time.Now()})
+		}
 	}
 	if err != nil {
 		c.mu.Unlock()
@@ -128,9 +142,10 @@ func (c *Container) StartExec(ctx context.Context, id string) (uint32, error) {
 	defer c.mu.Unlock()
 	e.starting = false
 	if err != nil {
-		e.status = StatusStopped
-		e.exit = Exit{Status: unknownExitStatus, At: time.Now()}
-		close(e.exited)
+		e.finish(Exit{Status: unknownExitStatus, At: time.Now()})
+		if errors.Is(err, pidfd.ErrExited) {
+			err = fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
+		}
 		return 0, fmt.Errorf("start exec %s in %s: %w", id, c.id, err)
 	}
 	e.status, e.proc, e.io = StatusRunning, p, io
@@ -203,8 +218,7 @@ func (c *Container) watchExec(e *execProcess) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e.exit = Exit{Pid: uint32(e.proc.Pid()), Status: uint32(ex.Status), At: ex.At}
-	e.status = StatusStopped
+	e.finish(Exit{Pid: uint32(e.proc.Pid()), Status: uint32(ex.Status), At: ex.At})
 	c.publish(ctx, "/tasks/exit", &eventstypes.TaskExit{
 		ContainerID: c.id,
 		ID:          e.id,
@@ -212,7 +226,6 @@ func (c *Container) watchExec(e *execProcess) {
 		ExitStatus:  e.exit.Status,
 		ExitedAt:    timestamppb.New(e.exit.At),
 	})
-	close(e.exited)
 }
 
 func (e *execProcess) statusLocked() Status {
@@ -307,8 +320,12 @@ func (c *Container) DeleteExec(ctx context.Context, id string) (Exit, error) {
 	return e.exit, nil
 }
 
-// release drops what a stopped (or never started) exec holds.
+// release drops what a stopped (or never started) exec holds; a waiter
+// of one that never started returns. Called with mu held.
 func (e *execProcess) release() error {
+	if !e.done {
+		e.finish(Exit{Status: unknownExitStatus, At: time.Now()})
+	}
 	if e.proc != nil {
 		e.proc.Close()
 	}
