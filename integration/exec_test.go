@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,10 +66,7 @@ func otherPid(t *testing.T, pids []int, init int) int {
 // (seen from the host, the user and time namespaces included) and in its
 // cgroup, sees the container's rootfs, and its exit code reaches ctr.
 func TestAPIExecJoinsEverything(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		flags []string
-	}{
+	for _, tc := range []runShape{
 		{"private namespaces", nil},
 		{"host network", []string{"--net-host"}},
 	} {
@@ -202,18 +200,26 @@ func TestAPIExecConcurrent(t *testing.T) {
 	}
 }
 
+type runShape struct {
+	name  string
+	flags []string // ctr run flags
+}
+
+// pidNSShapes: a pid namespace of the container's own, and the host's
+// (the test's, joined by path), where nothing dies with the init.
+func pidNSShapes() []runShape {
+	return []runShape{
+		{"own pid namespace", nil},
+		{"host pid namespace", []string{"--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", os.Getpid())}},
+	}
+}
+
 // TestAPIExecInitExitKillsExecs: when the init exits, its execs die too
 // (with the pid namespace, or killed by the runtime when it shares the
 // host's), each exec's TaskExit is published, and all of them before the
 // init's.
 func TestAPIExecInitExitKillsExecs(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		flags []string
-	}{
-		{"own pid namespace", nil},
-		{"host pid namespace", []string{"--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", os.Getpid())}},
-	} {
+	for _, tc := range pidNSShapes() {
 		t.Run(tc.name, func(t *testing.T) {
 			id := newContainerID(t)
 			ev := subscribe(t, id)
@@ -389,5 +395,34 @@ func TestAPIExecProcessSpec(t *testing.T) {
 				t.Errorf("%s: %v (%s), want InvalidArgument at Exec", name, err, c)
 			}
 		}
+	}
+}
+
+// TestCrashKillsExecs: the crash guarantee covers execs. SIGKILL of the
+// shim leaves no process of the container, execs and what they forked
+// included, also when the container shares the host's pid namespace (no
+// namespace dies with the init there: the guard must kill them).
+func TestCrashKillsExecs(t *testing.T) {
+	requireAutokillRuntime(t)
+	for _, tc := range pidNSShapes() {
+		t.Run(tc.name, func(t *testing.T) {
+			id := newContainerID(t)
+			runDetached(t, id, 1, tc.flags, "exec sleep 1000")
+			for _, e := range []string{"a", "b"} {
+				if r := execIn(t, id, e, []string{"--detach"}, "sh", "-c", "sleep 1000 & exec sleep 1001"); r.Code != 0 {
+					t.Fatalf("exec %s: %s", e, r)
+				}
+			}
+			cg := containerCgroupsPath(t, id)
+			var pids []int
+			waitFor(t, timeout(30*time.Second), "5 processes", func() bool {
+				pids = cgroupProcs(t, cg)
+				return len(pids) == 5
+			}, func() string { return psTable(pids) })
+			if err := syscall.Kill(shimPid(t, id), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			assertAllGone(t, pids, timeout(crashBound))
+		})
 	}
 }
