@@ -84,10 +84,17 @@ func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
 		return nil, err
 	}
 	p.OOMScoreAdj = s.Process.OOMScoreAdj
-	if a := p.OOMScoreAdj; a != nil && (*a < -1000 || *a > 1000) {
-		return nil, invalid("process.oomScoreAdj", "%d is outside [-1000, 1000]", *a)
+	if err := checkOOMScoreAdj(p.OOMScoreAdj); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+func checkOOMScoreAdj(a *int) error {
+	if a != nil && (*a < -1000 || *a > 1000) {
+		return invalid("process.oomScoreAdj", "%d is outside [-1000, 1000]", *a)
+	}
+	return nil
 }
 
 func checkUnsupportedTop(s *specs.Spec) error {

@@ -50,7 +50,11 @@ type Container struct {
 	// sharedPidNS: no pid namespace of its own, so the init's death does
 	// not end the rest of the container. guarded: armed in the crash guard.
 	sharedPidNS, guarded bool
-	feat                 cgfeat // pause, update, stats, OOM (cgfeat.go)
+	// execs by exec id (exec.go). initExiting: the init has exited and its
+	// TaskExit waits for the live execs' exits; no exec may start.
+	execs       map[string]*execProcess
+	initExiting bool
+	feat        cgfeat // pause, update, stats, OOM (cgfeat.go)
 
 	exited chan struct{} // closed once exit is recorded; not guarded
 }
@@ -205,6 +209,10 @@ func (c *Container) cleanup(ctx context.Context) error {
 		c.sync.Close()
 		c.sync = nil
 	}
+	for id, e := range c.execs {
+		errs = append(errs, e.release())
+		delete(c.execs, id)
+	}
 	if c.io != nil {
 		c.io.closeChild()
 		errs = append(errs, c.io.close())
@@ -247,14 +255,21 @@ func (c *Container) watch() {
 		e = pidfd.Exit{Status: 255, At: time.Now()}
 	}
 	c.mu.Lock()
+	c.initExiting = true
+	c.killLeftovers(ctx)
+	live := c.liveExecs()
+	c.mu.Unlock()
+	// Every exit of an exec is reported before the init's, as containerd
+	// expects (its runc shim holds the init's exit back the same way): they
+	// are ending already, with the pid namespace or the leftovers' kill.
+	for _, ch := range live {
+		<-ch
+	}
+	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sharedPidNS && c.cg != nil {
-		// No pid namespace died with this init: what it left running
-		// would outlive the container's exit. containerd's runc shim
-		// kills it too (shouldKillAllOnExit), before TaskExit.
-		if err := c.cg.SignalAll(syscall.SIGKILL); err != nil {
-			log.G(ctx).WithError(err).WithField("id", c.id).Warn("kill the processes the init left")
-		}
+	if len(live) > 0 {
+		// What an exec that was still starting forked meanwhile.
+		c.killLeftovers(ctx)
 	}
 	c.beforeExit(ctx)
 	c.exit = Exit{Pid: uint32(c.proc.Pid()), Status: uint32(e.Status), At: e.At}
@@ -272,6 +287,18 @@ func (c *Container) watch() {
 		ExitedAt:    timestamppb.New(c.exit.At),
 	})
 	close(c.exited)
+}
+
+// killLeftovers: no pid namespace died with this init, so what it left
+// running would outlive the container's exit. containerd's runc shim kills
+// it too (shouldKillAllOnExit), before TaskExit. Called with mu held.
+func (c *Container) killLeftovers(ctx context.Context) {
+	if !c.sharedPidNS || c.cg == nil {
+		return
+	}
+	if err := c.cg.SignalAll(syscall.SIGKILL); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("kill the processes the init left")
+	}
 }
 
 // ID returns the container's id.
@@ -431,9 +458,10 @@ func (c *Container) Pids(ctx context.Context) ([]ProcessInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pids %s: %w", c.id, err)
 	}
+	execs := c.execPids()
 	out := make([]ProcessInfo, len(pids))
 	for i, p := range pids {
-		out[i] = ProcessInfo{Pid: uint32(p)}
+		out[i] = ProcessInfo{Pid: uint32(p), ExecID: execs[uint32(p)]}
 	}
 	return out, nil
 }
