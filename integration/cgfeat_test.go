@@ -497,3 +497,18 @@ func TestCgroupUpdateBlockIO(t *testing.T) {
 		t.Fatalf("%s = %q, want %q", file, got, want)
 	}
 }
+
+func TestAPIOOMExec(t *testing.T) {
+	ev := subscribeTaskEvents(t)
+	id := newContainerID(t)
+	runDetached(t, id, 1, []string{"--memory-limit", strconv.Itoa(32 << 20)}, "sleep 1000")
+	r := ctrResult(t, "tasks", "exec", "--exec-id", "oom", id, "sh", "-c", oomScript)
+	if r.Code != 128+int(syscall.SIGKILL) {
+		t.Fatalf("exec: want exit 137 (OOM kill); %s", r)
+	}
+	ev.wait(t, id, "/tasks/exec-started", "/tasks/oom", "/tasks/exit")
+	if st, _ := taskStatus(t, id); st.Status != "RUNNING" {
+		t.Fatalf("the task is %+v after its exec's OOM kill, want RUNNING", st)
+	}
+	t.Logf("events: %v", ev.of(id))
+}
