@@ -500,7 +500,7 @@ func TestDirectTaskAPICodes(t *testing.T) {
 	_, err = s.task.Create(ctx, &taskapi.CreateTaskRequest{ID: "direct-api", Bundle: b.dir})
 	check("Create duplicate", err, "AlreadyExists")
 	_, err = s.task.Pause(ctx, &taskapi.PauseRequest{ID: "direct-api"})
-	check("Pause", err, "NotImplemented")
+	check("Pause created", err, "FailedPrecondition")
 	_, err = s.task.Start(ctx, &taskapi.StartRequest{ID: "direct-api"})
 	check("Start", err, "ok")
 	_, err = s.task.Start(ctx, &taskapi.StartRequest{ID: "direct-api"})

@@ -57,6 +57,9 @@ type Manager interface {
 	// Delete kills what is left, waits for the cgroup to empty and removes
 	// the directories this shim created, and the record of them.
 	Delete(ctx context.Context) error
+	// Controls are pause/resume, live updates, statistics and OOM
+	// accounting (control.go).
+	Controls
 }
 
 // Dirs are the container's cgroup directories, for whoever must freeze or
@@ -98,7 +101,7 @@ func New(bundle, path string, res *specs.LinuxResources) (_ Manager, retErr erro
 	}
 	m := &manager{bundle: bundle, rec: record{
 		Path: path, Unified: l.unified, Dirs: l.dirs, Freezer: l.freezer, Procs: l.procs,
-	}}
+	}, memory: l.memory, named: l.named}
 	defer func() {
 		if retErr != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -120,9 +123,18 @@ func New(bundle, path string, res *specs.LinuxResources) (_ Manager, retErr erro
 		if err := cm.ToggleControllers(r.EnabledControllers(), cgroup2.Enable); err != nil {
 			return nil, fmt.Errorf("cgroup v2 %s: %w", path, err)
 		}
+		// The rest too, best effort, as containerd's runc shim does: a
+		// later Update may set limits Create did not, and Stats reads
+		// every controller's files.
+		if all, err := cm.RootControllers(); err == nil {
+			if err := cm.ToggleControllers(all, cgroup2.Enable); err != nil {
+				log.L.WithError(err).WithField("cgroup", path).Debug("enable every controller")
+			}
+		}
 		if err := cm.Update(r); err != nil {
 			return nil, fmt.Errorf("cgroup v2 %s: resources: %w", path, err)
 		}
+		m.v2 = cm
 		if m.into, err = os.OpenFile(l.dirs[0], unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 			return nil, fmt.Errorf("open cgroup v2 %s: %w", path, err)
 		}
@@ -130,7 +142,7 @@ func New(bundle, path string, res *specs.LinuxResources) (_ Manager, retErr erro
 	}
 	// The directories exist: cgroup1 only writes the limits (and cpuset's
 	// inherited cpus and mems).
-	if _, err := cgroup1.New(l.v1Path, res); err != nil {
+	if m.v1, err = cgroup1.New(l.v1Path, res); err != nil {
 		return nil, fmt.Errorf("cgroup v1 %s: resources: %w", path, err)
 	}
 	return m, nil
@@ -165,6 +177,15 @@ type manager struct {
 	bundle string
 	rec    record
 	into   *os.File // v2
+	// The library's view of the cgroup, for updates and statistics: v1
+	// (one per hierarchy) or v2. Nil in the delete face's manager.
+	v1 cgroup1.Cgroup
+	v2 *cgroup2.Manager
+	// memory is the directory with the memory controller's files ("" on
+	// v1 without a memory hierarchy).
+	memory string
+	// named: v1 controller name → directory.
+	named map[string]string
 }
 
 func (m *manager) IntoFd() *os.File { return m.into }
@@ -210,7 +231,14 @@ func (m *manager) SignalAll(sig syscall.Signal) error {
 			return nil
 		}
 	}
-	return signalFrozen(func() error { return m.freeze(true) }, func() error { return m.freeze(false) }, m.Pids, sig)
+	// A paused container stays paused: the signal waits in its frozen
+	// processes, as with runc. SIGKILL is the exception: a v1-frozen
+	// process cannot die, so the cgroup is thawed after it (runc too).
+	thaw := func() error { return m.freeze(false) }
+	if paused, _ := m.Frozen(); paused && sig != unix.SIGKILL {
+		thaw = func() error { return nil }
+	}
+	return signalFrozen(func() error { return m.freeze(true) }, thaw, m.Pids, sig)
 }
 
 func (m *manager) freeze(on bool) error {

@@ -47,6 +47,11 @@ type layout struct {
 	// freezer (v1 only) and procs are among dirs: the freezer hierarchy's
 	// directory, and the one whose cgroup.procs lists the processes.
 	freezer, procs string
+	// memory is the directory of the memory controller (v2: dirs[0]; v1:
+	// "" when no memory hierarchy is mounted).
+	memory string
+	// named maps a v1 controller name to its directory (nil on v2).
+	named map[string]string
 	// inner is the path below the hierarchy root, per v1 controller name,
 	// or for v2 under the key "".
 	inner map[string]string
@@ -83,7 +88,7 @@ func resolve(p string) (*layout, error) {
 		}
 		d := filepath.Join(unifiedRoot, inner)
 		l.unified = true
-		l.dirs, l.roots, l.procs = []string{d}, []string{unifiedRoot}, d
+		l.dirs, l.roots, l.procs, l.memory = []string{d}, []string{unifiedRoot}, d, d
 		l.inner[""] = inner
 		return l, nil
 	}
@@ -122,9 +127,15 @@ func resolve(p string) (*layout, error) {
 			l.dirs = append(l.dirs, d)
 			l.roots = append(l.roots, root)
 		}
+		if l.named == nil {
+			l.named = map[string]string{}
+		}
+		l.named[name] = d
 		switch s.Name() {
 		case cgroup1.Freezer:
 			l.freezer = d
+		case cgroup1.Memory:
+			l.memory = d
 		case cgroup1.Devices:
 			if l.procs == "" {
 				l.procs = d

@@ -54,6 +54,7 @@ type Container struct {
 	// TaskExit waits for the live execs' exits; no exec may start.
 	execs       map[string]*execProcess
 	initExiting bool
+	feat        cgfeat // pause, update, stats, OOM (cgfeat.go)
 
 	exited chan struct{} // closed once exit is recorded; not guarded
 }
@@ -96,6 +97,7 @@ func createWith(ctx context.Context, cfg CreateConfig, pub Publisher, sys system
 		Pid:         uint32(c.proc.Pid()),
 	})
 	c.mu.Unlock()
+	c.watchOOM(ctx)
 	go c.watch()
 	return c, nil
 }
@@ -202,6 +204,7 @@ func (c *Container) release(ctx context.Context) {
 // cleanup releases what outlives the init: fds, cgroup, rootfs.
 func (c *Container) cleanup(ctx context.Context) error {
 	var errs []error
+	c.stopOOM()
 	if c.sync != nil {
 		c.sync.Close()
 		c.sync = nil
@@ -268,6 +271,7 @@ func (c *Container) watch() {
 		// What an exec that was still starting forked meanwhile.
 		c.killLeftovers(ctx)
 	}
+	c.beforeExit(ctx)
 	c.exit = Exit{Pid: uint32(c.proc.Pid()), Status: uint32(e.Status), At: e.At}
 	to, err := next(opExit, c.status)
 	if err != nil {
@@ -357,6 +361,7 @@ func (c *Container) Kill(ctx context.Context, signal uint32, all bool) error {
 		}
 		return fmt.Errorf("kill %s: %w", c.id, err)
 	}
+	c.thawKilled(ctx, sig)
 	return nil
 }
 

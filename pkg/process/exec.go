@@ -219,6 +219,7 @@ func (c *Container) watchExec(e *execProcess) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.finish(Exit{Pid: uint32(e.proc.Pid()), Status: uint32(ex.Status), At: ex.At})
+	c.noteOOM(ctx) // an OOM kill of the exec is reported before its exit (cgfeat.go)
 	c.publish(ctx, "/tasks/exit", &eventstypes.TaskExit{
 		ContainerID: c.id,
 		ID:          e.id,

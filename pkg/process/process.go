@@ -17,6 +17,7 @@ type Status string
 const (
 	StatusCreated Status = "created"
 	StatusRunning Status = "running"
+	StatusPaused  Status = "paused"
 	StatusStopped Status = "stopped"
 	StatusDeleted Status = "deleted"
 )

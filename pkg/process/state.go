@@ -14,6 +14,10 @@ const (
 	opKill   op = "kill"
 	opExit   op = "exit" // the init exited; not a request
 	opDelete op = "delete"
+	// cgfeat.go
+	opPause  op = "pause"
+	opResume op = "resume"
+	opUpdate op = "update"
 )
 
 // transitions is the whole state machine: for each op, the states it may
@@ -21,9 +25,13 @@ const (
 // created container first kills the waiting init (which exits, then deletes).
 var transitions = map[op]map[Status]Status{
 	opStart:  {StatusCreated: StatusRunning},
-	opKill:   {StatusCreated: StatusCreated, StatusRunning: StatusRunning},
-	opExit:   {StatusCreated: StatusStopped, StatusRunning: StatusStopped},
+	opKill:   {StatusCreated: StatusCreated, StatusRunning: StatusRunning, StatusPaused: StatusPaused},
+	opExit:   {StatusCreated: StatusStopped, StatusRunning: StatusStopped, StatusPaused: StatusStopped},
 	opDelete: {StatusCreated: StatusDeleted, StatusStopped: StatusDeleted},
+	// A paused container is not deleted (runc refuses too): kill it first.
+	opPause:  {StatusRunning: StatusPaused},
+	opResume: {StatusPaused: StatusRunning},
+	opUpdate: {StatusCreated: StatusCreated, StatusRunning: StatusRunning, StatusPaused: StatusPaused},
 }
 
 // next checks op against the current state. A container that has no process

@@ -7,12 +7,16 @@ import (
 )
 
 func TestTransitions(t *testing.T) {
-	all := []Status{StatusCreated, StatusRunning, StatusStopped, StatusDeleted}
+	all := []Status{StatusCreated, StatusRunning, StatusPaused, StatusStopped, StatusDeleted}
+	const fp = "FailedPrecondition"
 	want := map[op]map[Status]string{
-		opStart:  {StatusCreated: "running", StatusRunning: "FailedPrecondition", StatusStopped: "FailedPrecondition", StatusDeleted: "NotFound"},
-		opKill:   {StatusCreated: "created", StatusRunning: "running", StatusStopped: "NotFound", StatusDeleted: "NotFound"},
-		opExit:   {StatusCreated: "stopped", StatusRunning: "stopped", StatusStopped: "FailedPrecondition", StatusDeleted: "NotFound"},
-		opDelete: {StatusCreated: "deleted", StatusRunning: "FailedPrecondition", StatusStopped: "deleted", StatusDeleted: "NotFound"},
+		opStart:  {StatusCreated: "running", StatusRunning: fp, StatusPaused: fp, StatusStopped: fp, StatusDeleted: "NotFound"},
+		opKill:   {StatusCreated: "created", StatusRunning: "running", StatusPaused: "paused", StatusStopped: "NotFound", StatusDeleted: "NotFound"},
+		opExit:   {StatusCreated: "stopped", StatusRunning: "stopped", StatusPaused: "stopped", StatusStopped: fp, StatusDeleted: "NotFound"},
+		opDelete: {StatusCreated: "deleted", StatusRunning: fp, StatusPaused: fp, StatusStopped: "deleted", StatusDeleted: "NotFound"},
+		opPause:  {StatusCreated: fp, StatusRunning: "paused", StatusPaused: fp, StatusStopped: fp, StatusDeleted: "NotFound"},
+		opResume: {StatusCreated: fp, StatusRunning: fp, StatusPaused: "running", StatusStopped: fp, StatusDeleted: "NotFound"},
+		opUpdate: {StatusCreated: "created", StatusRunning: "running", StatusPaused: "paused", StatusStopped: fp, StatusDeleted: "NotFound"},
 	}
 	for o, row := range want {
 		for _, s := range all {

@@ -14,6 +14,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -29,6 +31,11 @@ type task interface {
 	Wait(ctx context.Context) (process.Exit, error)
 	Delete(ctx context.Context) (process.Exit, error)
 	Pids(ctx context.Context) ([]process.ProcessInfo, error)
+	// cgroup features (process/cgfeat.go)
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+	Update(ctx context.Context, res *specs.LinuxResources) error
+	Stats(ctx context.Context) (*anypb.Any, error)
 	execTask
 }
 
@@ -165,6 +172,8 @@ func taskStatus(st process.Status) tasktypes.Status {
 		return tasktypes.Status_CREATED
 	case process.StatusRunning:
 		return tasktypes.Status_RUNNING
+	case process.StatusPaused:
+		return tasktypes.Status_PAUSED
 	case process.StatusStopped, process.StatusDeleted:
 		return tasktypes.Status_STOPPED
 	}
@@ -315,24 +324,63 @@ func notImplemented(what, id string) error {
 	return fmt.Errorf("%s %s: %w", what, id, errdefs.ErrNotImplemented)
 }
 
+// Pause freezes the task's cgroup; the task publishes TaskPaused.
 func (s *service) Pause(ctx context.Context, r *taskapi.PauseRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("pause", r.ID)
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Pause(ctx); err != nil {
+		return nil, err
+	}
+	return empty, nil
 }
 
+// Resume thaws it; the task publishes TaskResumed.
 func (s *service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("resume", r.ID)
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Resume(ctx); err != nil {
+		return nil, err
+	}
+	return empty, nil
 }
 
 func (s *service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	return nil, notImplemented("checkpoint", r.ID)
 }
 
+// Update applies the request's specs.LinuxResources (JSON in an Any, as
+// containerd's client encodes it) to the live cgroup. Annotations are not
+// used (runc's shim ignores them too).
 func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("update", r.ID)
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := process.DecodeResources(r.Resources)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.ID, err)
+	}
+	if err := t.Update(ctx, res); err != nil {
+		return nil, err
+	}
+	return empty, nil
 }
 
+// Stats returns the cgroup metrics in the types containerd's runc shim uses.
 func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.StatsResponse, error) {
-	return nil, notImplemented("stats", r.ID)
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	a, err := t.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &taskapi.StatsResponse{Stats: a}, nil
 }
 
 // requestNamespace is containerd's namespace of a request, from the header

@@ -463,14 +463,10 @@ func TestServiceErrors(t *testing.T) {
 	})
 	t.Run("unsupported calls are NotImplemented", func(t *testing.T) {
 		for name, call := range map[string]func() error{
-			"Pause":  func() error { _, err := fx.client.Pause(ctx, &taskapi.PauseRequest{ID: "c1"}); return err },
-			"Resume": func() error { _, err := fx.client.Resume(ctx, &taskapi.ResumeRequest{ID: "c1"}); return err },
 			"Checkpoint": func() error {
 				_, err := fx.client.Checkpoint(ctx, &taskapi.CheckpointTaskRequest{ID: "c1"})
 				return err
 			},
-			"Update": func() error { _, err := fx.client.Update(ctx, &taskapi.UpdateTaskRequest{ID: "c1"}); return err },
-			"Stats":  func() error { _, err := fx.client.Stats(ctx, &taskapi.StatsRequest{ID: "c1"}); return err },
 			"Create from checkpoint": func() error {
 				_, err := fx.client.Create(ctx, &taskapi.CreateTaskRequest{ID: "c9", Checkpoint: "/cp"})
 				return err
