@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"unicode/utf8"
 
 	"github.com/containerd/errdefs"
@@ -71,6 +72,9 @@ const (
 	// overlaps with the setup face's mounts.
 	kindJoined kind = "joined"
 	kindFail   kind = "fail"
+	// kindConsole carries the master of the pty the child allocated in the
+	// container's devpts, as the one SCM_RIGHTS fd of its packet.
+	kindConsole kind = "console"
 )
 
 type message struct {
@@ -209,7 +213,9 @@ func (c *Conn) PlanLimit() (int, error) {
 	return l - planEnvelope, err
 }
 
-func (c *Conn) send(m message) error {
+func (c *Conn) send(m message) error { return c.sendFds(m, nil) }
+
+func (c *Conn) sendFds(m message, fds []int) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("initsync: encode %s: %w", m.Kind, err)
@@ -229,10 +235,14 @@ func (c *Conn) send(m message) error {
 	if err != nil {
 		return err
 	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
 	var werr error
 	if err := rc.Write(func(fd uintptr) bool {
 		for {
-			_, werr = unix.Write(int(fd), b)
+			werr = unix.Sendmsg(int(fd), b, oob, nil, 0)
 			if werr != unix.EINTR {
 				return werr != unix.EAGAIN
 			}
@@ -247,40 +257,73 @@ func (c *Conn) send(m message) error {
 }
 
 func (c *Conn) recv() (message, error) {
-	b, err := c.readPacket()
-	if err != nil {
-		return message{}, err
+	m, fds, err := c.recvFds()
+	closeAll(fds)
+	if err == nil && len(fds) > 0 {
+		return message{}, protocolError("%s message carries %d fds", m.Kind, len(fds))
 	}
-	return decode(b)
+	return m, err
 }
 
-// readPacket returns the next packet, in a buffer of its size.
-func (c *Conn) readPacket() ([]byte, error) {
+// recvFds is recv for a message that may carry fds (CLOEXEC, the
+// caller's to close).
+func (c *Conn) recvFds() (message, []*os.File, error) {
+	b, fds, err := c.readPacket()
+	if err != nil {
+		return message{}, nil, err
+	}
+	m, err := decode(b)
+	if err != nil {
+		closeAll(fds)
+		return message{}, nil, err
+	}
+	return m, fds, nil
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// readPacket returns the next packet, in a buffer of its size, and the fds
+// it carried.
+func (c *Conn) readPacket() ([]byte, []*os.File, error) {
 	rc, err := c.f.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var (
 		b    []byte
+		fds  []int
 		rerr error
 		eof  bool
 	)
 	if err := rc.Read(func(fd uintptr) bool {
-		b, eof, rerr = readPacketFd(int(fd))
+		b, fds, eof, rerr = readPacketFd(int(fd))
 		return rerr != unix.EAGAIN
 	}); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	files := make([]*os.File, 0, len(fds))
+	for _, fd := range fds {
+		files = append(files, os.NewFile(uintptr(fd), "initsync-fd"))
 	}
 	if rerr != nil {
-		return nil, fmt.Errorf("initsync: recv: %w", rerr)
+		closeAll(files)
+		return nil, nil, fmt.Errorf("initsync: recv: %w", rerr)
 	}
 	if eof {
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
-	return b, nil
+	return b, files, nil
 }
 
-func readPacketFd(fd int) (b []byte, eof bool, err error) {
+// maxFds is the most fds one packet may carry; more are a protocol error
+// (and closed: the kernel truncates the control data, dropping them).
+const maxFds = 1
+
+func readPacketFd(fd int) (b []byte, fds []int, eof bool, err error) {
 	resets := 0
 	for {
 		// MSG_TRUNC makes recv return the packet's real length.
@@ -295,33 +338,68 @@ func readPacketFd(fd int) (b []byte, eof bool, err error) {
 			resets++
 			continue
 		case err != nil:
-			return nil, false, err
+			return nil, nil, false, err
 		case n > maxMessage:
-			// Consume it: reading into a short buffer drops the rest.
+			// Consume it: reading into a short buffer drops the rest
+			// (and any fds, closed by the kernel with the control data).
 			_, _, _ = unix.Recvfrom(fd, make([]byte, 1), 0)
-			return nil, false, protocolError("message of %d bytes exceeds %d", n, maxMessage)
+			return nil, nil, false, protocolError("message of %d bytes exceeds %d", n, maxMessage)
 		}
 		b = make([]byte, n)
-		got, _, rflags, _, err := unix.Recvmsg(fd, b, nil, 0)
+		oob := make([]byte, unix.CmsgSpace(maxFds*4))
+		got, oobn, rflags, _, err := unix.Recvmsg(fd, b, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
-		if rflags&unix.MSG_TRUNC != 0 || got != n {
-			return nil, false, protocolError("message changed size between peek (%d) and read (%d)", n, got)
-		}
-		if n == 0 {
+		fds, ferr := parseRights(oob[:oobn])
+		switch {
+		case ferr != nil:
+			err = ferr
+		case rflags&unix.MSG_CTRUNC != 0:
+			err = protocolError("message carries more than %d fds", maxFds)
+		case rflags&unix.MSG_TRUNC != 0 || got != n:
+			err = protocolError("message changed size between peek (%d) and read (%d)", n, got)
+		case n == 0 && len(fds) == 0 && hungUp(fd):
 			// EOF and an empty packet both read as 0 bytes; only a peer
 			// that hung up is EOF.
-			if hungUp(fd) {
-				return nil, true, nil
-			}
-			return nil, false, protocolError("empty message")
+			return nil, nil, true, nil
+		case n == 0:
+			err = protocolError("empty message")
 		}
-		return b, false, nil
+		if err != nil {
+			for _, f := range fds {
+				unix.Close(f)
+			}
+			return nil, nil, false, err
+		}
+		return b, fds, false, nil
 	}
+}
+
+// parseRights returns the fds of SCM_RIGHTS control messages.
+func parseRights(oob []byte) ([]int, error) {
+	if len(oob) == 0 {
+		return nil, nil
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, protocolError("control data: %v", err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		fs, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			for _, f := range fds {
+				unix.Close(f)
+			}
+			return nil, protocolError("control data: %v", err)
+		}
+		fds = append(fds, fs...)
+	}
+	return fds, nil
 }
 
 func hungUp(fd int) bool {
@@ -347,7 +425,7 @@ func decode(b []byte) (message, error) {
 		if len(m.Plan) == 0 || m.Plan[0] != '{' || m.Error != "" || m.Code != "" {
 			return message{}, protocolError("bad plan message")
 		}
-	case kindReady, kindStart, kindJoined:
+	case kindReady, kindStart, kindJoined, kindConsole:
 		if m.Plan != nil || m.Error != "" || m.Code != "" {
 			return message{}, protocolError("bad %s message: it carries a payload", m.Kind)
 		}
@@ -474,6 +552,28 @@ func (c *Conn) RecvExec() error {
 		return err
 	}
 	return protocolError("unexpected %q after start", m.Kind)
+}
+
+// SendConsole hands the pty master to the daemon (it keeps its own copy,
+// which the caller closes).
+func (c *Conn) SendConsole(master *os.File) error {
+	err := c.sendFds(message{Kind: kindConsole}, []int{int(master.Fd())})
+	runtime.KeepAlive(master)
+	return err
+}
+
+// RecvConsole waits for SendConsole and returns the master (CLOEXEC); a
+// *ChildError carries the child's failure instead.
+func (c *Conn) RecvConsole() (*os.File, error) {
+	m, fds, err := c.recvFds()
+	if err != nil {
+		return nil, err
+	}
+	if m.Kind != kindConsole || len(fds) != 1 {
+		closeAll(fds)
+		return nil, protocolError("got %q with %d fds, want %q with one", m.Kind, len(fds), kindConsole)
+	}
+	return fds[0], nil
 }
 
 // Fail reports err to the daemon.

@@ -357,3 +357,60 @@ func TestChildErrorWithoutKnownCodeIsUnknown(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestConsoleFd: the console message carries exactly one fd, received
+// CLOEXEC; any other message with an fd is a protocol error and the fd is
+// not kept.
+func TestConsoleFd(t *testing.T) {
+	parent, child, err := NewPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parent.Close()
+	defer child.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if err := child.SendConsole(w); err != nil {
+		t.Fatal(err)
+	}
+	got, err := parent.RecvConsole()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	flags, err := unix.FcntlInt(got.Fd(), unix.F_GETFD, 0)
+	if err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Fatalf("received fd flags %#x %v, want CLOEXEC", flags, err)
+	}
+	if _, err := got.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := r.Read(b); err != nil || b[0] != 'x' {
+		t.Fatalf("the received fd is not the pipe: %q %v", b, err)
+	}
+	// An fd on a message that carries none.
+	if err := child.sendFds(message{Kind: kindReady}, []int{int(w.Fd())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := parent.RecvReady(); err == nil || !strings.Contains(err.Error(), "fds") {
+		t.Fatalf("ready with an fd: %v, want a protocol error", err)
+	}
+	// Console without its fd, and a failure in its place.
+	if err := child.send(message{Kind: kindConsole}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parent.RecvConsole(); err == nil {
+		t.Fatal("console without an fd accepted")
+	}
+	if err := child.Fail(errors.New("no ptmx")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parent.RecvConsole(); err == nil || !strings.Contains(err.Error(), "no ptmx") {
+		t.Fatalf("failure in place of the console: %v", err)
+	}
+}

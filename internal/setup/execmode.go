@@ -53,7 +53,7 @@ func ExecMain() {
 	if err := conn.RecvJoined(); err != nil {
 		os.Exit(1)
 	}
-	ex, err := runExec(plan)
+	ex, err := runExec(plan, conn.SendConsole)
 	if err != nil {
 		conn.Fail(err)
 		os.Exit(1)
@@ -85,9 +85,15 @@ func readExecPlan(fd int) (*spec.ExecPlan, error) {
 
 // runExec prepares the exec'd process as the init's is prepared (same
 // code: limits, credentials, capabilities on every thread, cwd, lookup).
-func runExec(p *spec.ExecPlan) (*Exec, error) {
+func runExec(p *spec.ExecPlan, console func(*os.File) error) (*Exec, error) {
 	if p.OOMScoreAdj != nil {
 		if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
+			return nil, err
+		}
+	}
+	// In the container's mount namespace: its devpts.
+	if p.Process.Terminal {
+		if err := sendConsole(p.Process.ConsoleSize, console); err != nil {
 			return nil, err
 		}
 	}

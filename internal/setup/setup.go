@@ -50,7 +50,7 @@ func Main() {
 		os.Exit(1)
 	}
 	joined := false
-	ex, err := Run(&plan, func() error { joined = true; return conn.RecvJoined() })
+	ex, err := Run(&plan, func() error { joined = true; return conn.RecvJoined() }, conn.SendConsole)
 	if err != nil {
 		conn.Fail(err)
 		if !joined {
@@ -115,7 +115,9 @@ func (e *Exec) exec(syncFd int) error {
 //
 // joined blocks until the daemon has put the process into its cgroup (nil:
 // already there); it is called once, before the first step that needs it.
-func Run(p *spec.Plan, joined func() error) (*Exec, error) {
+// console hands the pty master to the daemon when the process has a
+// terminal.
+func Run(p *spec.Plan, joined func() error, console func(master *os.File) error) (*Exec, error) {
 	inCgroup := false
 	waitCgroup := func() error {
 		if inCgroup || joined == nil {
@@ -232,6 +234,13 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 	if p.RootReadonly {
 		if err := remountRootReadonly(); err != nil {
 			return nil, fmt.Errorf("root.readonly: %w", err)
+		}
+	}
+	// The terminal comes from the container's own devpts, so after
+	// pivot_root; the daemon copies between its master and containerd.
+	if p.Process.Terminal {
+		if err := sendConsole(p.Process.ConsoleSize, console); err != nil {
+			return nil, err
 		}
 	}
 

@@ -397,8 +397,6 @@ func cleanPaths(field string, in []string) ([]string, error) {
 func convertProcess(sp *specs.Process) (Process, error) {
 	var p Process
 	switch {
-	case sp.Terminal:
-		return p, unsupported("process.terminal=true")
 	case sp.ApparmorProfile != "":
 		return p, unsupported("process.apparmorProfile")
 	case sp.SelinuxLabel != "":
@@ -412,6 +410,14 @@ func convertProcess(sp *specs.Process) (Process, error) {
 	}
 	if len(sp.Args) == 0 || sp.Args[0] == "" {
 		return p, invalid("process.args", "missing: nothing to execute")
+	}
+	// The spec: consoleSize is ignored without a terminal.
+	p.Terminal = sp.Terminal
+	if sp.Terminal && sp.ConsoleSize != nil {
+		if sp.ConsoleSize.Height > 0xffff || sp.ConsoleSize.Width > 0xffff {
+			return p, invalid("process.consoleSize", "%dx%d is larger than a terminal can be", sp.ConsoleSize.Width, sp.ConsoleSize.Height)
+		}
+		p.ConsoleSize = &ConsoleSize{Height: sp.ConsoleSize.Height, Width: sp.ConsoleSize.Width}
 	}
 	if !path.IsAbs(sp.Cwd) {
 		return p, invalid("process.cwd", "%q is not an absolute path", sp.Cwd)

@@ -178,6 +178,16 @@ type Process struct {
 	// leaves the shim's.
 	Scheduler  *Scheduler
 	IOPriority *int
+
+	// Terminal: the process gets a pty of the container's devpts as its
+	// controlling terminal and stdio; ConsoleSize its first size.
+	Terminal    bool
+	ConsoleSize *ConsoleSize
+}
+
+// ConsoleSize is a terminal's size in characters.
+type ConsoleSize struct {
+	Height, Width uint
 }
 
 // Capabilities are bitmasks of capability numbers (bit n = capability n).

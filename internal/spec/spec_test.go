@@ -434,7 +434,7 @@ func TestInvalidPlans(t *testing.T) {
 		{"relative cwd", func(s *specs.Spec) { s.Process.Cwd = "home" }, `process.cwd: "home" is not an absolute path`},
 		{"empty cwd", func(s *specs.Spec) { s.Process.Cwd = "" }, "process.cwd"},
 		{"bad env", func(s *specs.Spec) { s.Process.Env = append(s.Process.Env, "NOEQUALS") }, "process.env[1]"},
-		{"terminal", func(s *specs.Spec) { s.Process.Terminal = true }, "process.terminal=true " + unsup},
+
 		{"apparmor", func(s *specs.Spec) { s.Process.ApparmorProfile = "cri-containerd.apparmor.d" }, "process.apparmorProfile " + unsup},
 		{"selinux", func(s *specs.Spec) { s.Process.SelinuxLabel = "x" }, "process.selinuxLabel " + unsup},
 		{"scheduler policy", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_ISO"} }, "process.scheduler.policy"},

@@ -67,9 +67,6 @@ func Create(ctx context.Context, cfg CreateConfig, pub Publisher) (*Container, e
 }
 
 func createWith(ctx context.Context, cfg CreateConfig, pub Publisher, sys system) (_ *Container, retErr error) {
-	if cfg.Terminal {
-		return nil, fmt.Errorf("create %s: terminal: %w", cfg.ID, errdefs.ErrNotImplemented)
-	}
 	s, err := spec.Load(cfg.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", cfg.ID, err)
@@ -124,7 +121,14 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 		return err
 	}
 	c.cg = cg
-	if c.io, err = openStdio(ctx, c.id, c.cfg.Namespace, c.cfg.Stdin, c.cfg.Stdout, c.cfg.Stderr); err != nil {
+	// containerd's request and the spec may each ask for the terminal.
+	plan.Process.Terminal = plan.Process.Terminal || c.cfg.Terminal
+	c.cfg.Terminal = plan.Process.Terminal
+	open := openStdio
+	if plan.Process.Terminal {
+		open = openTerminalStdio
+	}
+	if c.io, err = open(ctx, c.id, c.cfg.Namespace, c.cfg.Stdin, c.cfg.Stdout, c.cfg.Stderr); err != nil {
 		return err
 	}
 
@@ -165,6 +169,15 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 			return c.setupError(ctx, rerr)
 		}
 		return c.setupError(ctx, err)
+	}
+	if plan.Process.Terminal {
+		master, err := c.sync.RecvConsole()
+		if err != nil {
+			return c.setupError(ctx, err)
+		}
+		if err := c.io.attachConsole(ctx, c.id, master); err != nil {
+			return err
+		}
 	}
 	if err := c.sync.RecvReady(); err != nil {
 		return c.setupError(ctx, err)
@@ -265,6 +278,8 @@ func (c *Container) watch() {
 	for _, ch := range live {
 		<-ch
 	}
+	// What the init wrote to its terminal, before its exit.
+	c.io.drainConsole()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(live) > 0 {

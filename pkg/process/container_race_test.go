@@ -138,6 +138,8 @@ func (c *fakeConn) RecvExec() error {
 	return nil
 }
 
+func (c *fakeConn) RecvConsole() (*os.File, error) { return nil, errors.New("fake: no terminal") }
+
 func (c *fakeConn) Close() error {
 	c.closed = true
 	return nil

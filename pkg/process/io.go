@@ -21,6 +21,36 @@ type stdio struct {
 	keep []*os.File
 	// logger is the binary:// logging process, if any.
 	logger *logger
+
+	// With a terminal the process gets /dev/null and its pty; the shim
+	// keeps containerd's stdin (termIn, nil if none) and stdout (termOut)
+	// and copies between them and the pty's master (console).
+	termIn, termOut *os.File
+	console         *console
+}
+
+// openTerminalStdio opens the IO of a process with a terminal.
+func openTerminalStdio(ctx context.Context, id, ns, in, out, errp string) (*stdio, error) {
+	s, err := openStdio(ctx, id, ns, in, out, errp)
+	if err != nil {
+		return nil, err
+	}
+	if in != "" {
+		s.termIn = s.child[0]
+	} else {
+		s.child[0].Close()
+	}
+	s.termOut = s.child[1]
+	s.child[2].Close()
+	s.child = [3]*os.File{}
+	for i := range s.child {
+		if s.child[i], err = os.OpenFile(os.DevNull, os.O_RDWR, 0); err != nil {
+			s.closeChild()
+			s.close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // openStdio opens the IO containerd asked for. Fifos are handed to the
@@ -135,6 +165,16 @@ func (s *stdio) closeChild() {
 
 func (s *stdio) close() error {
 	var errs []error
+	if s.console != nil {
+		s.console.close()
+		s.console = nil
+	}
+	for _, f := range []*os.File{s.termIn, s.termOut} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	s.termIn, s.termOut = nil, nil
 	for _, f := range s.keep {
 		errs = append(errs, f.Close())
 	}
@@ -144,4 +184,26 @@ func (s *stdio) close() error {
 		s.logger = nil
 	}
 	return errors.Join(errs...)
+}
+
+// attachConsole starts copying for the pty master the process sent.
+func (s *stdio) attachConsole(ctx context.Context, id string, master *os.File) error {
+	c, err := startConsole(ctx, id, master, s.termIn, s.termOut)
+	if err != nil {
+		return err
+	}
+	// The copier has its own fd of stdin.
+	if s.termIn != nil {
+		s.termIn.Close()
+		s.termIn = nil
+	}
+	s.console = c
+	return nil
+}
+
+// drainConsole: see console.drain; nothing without a terminal.
+func (s *stdio) drainConsole() {
+	if s != nil && s.console != nil {
+		s.console.drain()
+	}
 }

@@ -62,6 +62,8 @@ type setupConn interface {
 	RecvReady() error
 	SendStart() error
 	RecvExec() error
+	// RecvConsole takes the pty master of a process with a terminal.
+	RecvConsole() (*os.File, error)
 	Close() error
 }
 

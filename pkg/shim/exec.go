@@ -22,6 +22,7 @@ type execTask interface {
 	KillExec(ctx context.Context, id string, signal uint32) error
 	WaitExec(ctx context.Context, id string) (process.Exit, error)
 	DeleteExec(ctx context.Context, id string) (process.Exit, error)
+	ResizePty(execID string, width, height uint32) error
 }
 
 func init() {
@@ -62,11 +63,14 @@ func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emp
 	return empty, nil
 }
 
-// ResizePty: no process of ours has a terminal yet (Exec and Create refuse
-// one), and containerd's runc shim answers success for a process without
-// a console, so a resize of a known process is a no-op.
+// ResizePty sets a terminal's size; a no-op for a process without one
+// (as containerd's runc shim answers).
 func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
-	if err := s.known(r.ID, r.ExecID); err != nil {
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.ResizePty(r.ExecID, r.Width, r.Height); err != nil {
 		return nil, err
 	}
 	return empty, nil

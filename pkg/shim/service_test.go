@@ -157,6 +157,14 @@ func (f *fakeTask) KillExec(ctx context.Context, id string, signal uint32) error
 	return nil
 }
 
+func (f *fakeTask) ResizePty(execID string, w, h uint32) error {
+	if execID == "" {
+		return nil
+	}
+	_, err := f.StateExec(execID)
+	return err
+}
+
 func (f *fakeTask) WaitExec(ctx context.Context, id string) (process.Exit, error) {
 	st, err := f.StateExec(id)
 	return st.Exit, err

@@ -1,0 +1,187 @@
+package integration
+
+// Issue 8, point 2: terminals for the init (ctr run -t; execs with a
+// terminal are refused for now). ctr runs on a pty of the test's, as under a terminal
+// emulator: its session's controlling terminal, so that a resize of it
+// reaches ctr as SIGWINCH, as it would from tmux.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/console"
+)
+
+// ttyCtr is ctr running on a pty of the test's.
+type ttyCtr struct {
+	cmd    *exec.Cmd
+	master console.Console
+	mu     sync.Mutex
+	out    bytes.Buffer
+	done   chan struct{} // ctr exited
+	read   chan struct{} // the pty's output is all read
+	err    error
+}
+
+func startTTYCtr(t *testing.T, rows, cols uint16, args ...string) *ttyCtr {
+	t.Helper()
+	master, slavePath, err := console.NewPty()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { master.Close() })
+	if err := master.Resize(console.WinSize{Height: rows, Width: cols}); err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(slavePath, os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout(2*time.Minute))
+	t.Cleanup(cancel)
+	full := append([]string{"--address", cd.address(), "--namespace", testNamespace}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(cd.binDir, "ctr"), full...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &ttyCtr{cmd: cmd, master: master, done: make(chan struct{}), read: make(chan struct{})}
+	go func() {
+		defer close(c.read)
+		b := make([]byte, 64<<10)
+		for {
+			n, err := master.Read(b)
+			c.mu.Lock()
+			c.out.Write(b[:n])
+			c.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	return c
+}
+
+func (c *ttyCtr) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.String()
+}
+
+// expect waits until the output holds want (after the offset of a previous
+// expect), and returns the offset past it.
+func (c *ttyCtr) expect(t *testing.T, from int, want string) int {
+	t.Helper()
+	var i int
+	waitFor(t, timeout(30*time.Second), fmt.Sprintf("%q on the terminal", want), func() bool {
+		o := c.output()
+		if from > len(o) {
+			return false
+		}
+		i = strings.Index(o[from:], want)
+		return i >= 0
+	}, func() string { return fmt.Sprintf("terminal output:\n%q", c.output()) })
+	return from + i + len(want)
+}
+
+func (c *ttyCtr) send(t *testing.T, s string) {
+	t.Helper()
+	if _, err := c.master.Write([]byte(s)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *ttyCtr) wait(t *testing.T) {
+	t.Helper()
+	deadline := time.After(timeout(60 * time.Second))
+	for _, ch := range []chan struct{}{c.done, c.read} {
+		select {
+		case <-ch:
+		case <-deadline:
+			o := c.output()
+			if len(o) > 2000 {
+				o = o[:1000] + " [...] " + o[len(o)-1000:]
+			}
+			t.Fatalf("ctr still running (or its output unread); terminal output:\n%q\n%s", o, psTable(allProcs()))
+		}
+	}
+}
+
+// interactive drives a shell on the terminal: a command typed, its echo
+// and output, the size ctr passed on, a resize seen by stty, and exit.
+func interactive(t *testing.T, c *ttyCtr) {
+	t.Helper()
+	// The marker is computed by the shell, so finding it proves the
+	// command ran, not only that the input was echoed.
+	c.send(t, "echo ready-$((40+2))\r")
+	at := c.expect(t, 0, "ready-42")
+	// ctr passes its terminal's size right after Start, which typed
+	// input may overtake.
+	waitFor(t, timeout(30*time.Second), "the initial size inside the container", func() bool {
+		c.send(t, "stty size\r")
+		time.Sleep(200 * time.Millisecond)
+		return strings.Contains(c.output()[at:], "24 80")
+	}, func() string { return fmt.Sprintf("terminal output:\n%q", c.output()) })
+	at = len(c.output())
+	if err := c.master.Resize(console.WinSize{Height: 33, Width: 111}); err != nil {
+		t.Fatal(err)
+	}
+	// ctr forwards the SIGWINCH it gets as ResizePty; give it a moment
+	// by asking until the new size shows.
+	waitFor(t, timeout(30*time.Second), "the resize inside the container", func() bool {
+		c.send(t, "stty size\r")
+		time.Sleep(200 * time.Millisecond)
+		return strings.Contains(c.output()[at:], "33 111")
+	}, func() string { return fmt.Sprintf("terminal output:\n%q", c.output()) })
+	c.send(t, "tty; exit 3\r")
+	c.expect(t, at, "/dev/pts/")
+	c.wait(t)
+}
+
+// TestAPITerminalRun: ctr run -t is interactive.
+func TestAPITerminalRun(t *testing.T) {
+	id := newContainerID(t)
+	c := startTTYCtr(t, 24, 80, "run", "--rm", "-t", "--runtime", runtimeName, imageRef, id, "sh")
+	interactive(t, c)
+	if ee, ok := c.err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Errorf("ctr run -t: %v, want exit 3", c.err)
+	}
+}
+
+// TestAPITerminalOutputComplete: a megabyte written to the terminal
+// reaches ctr whole, though the process exits right after writing it.
+func TestAPITerminalOutputComplete(t *testing.T) {
+	const n = 1 << 20
+	script := fmt.Sprintf("head -c %d /dev/zero | tr '\\0' Q; echo; echo END", n)
+	check := func(t *testing.T, c *ttyCtr) {
+		t.Helper()
+		c.wait(t)
+		o := c.output()
+		if got := strings.Count(o, "Q"); got != n || !strings.Contains(o, "END") {
+			if len(o) > 2000 {
+				o = o[:1000] + " [...] " + o[len(o)-1000:]
+			}
+			t.Logf("output: %q", o)
+			t.Fatalf("got %d of %d bytes (END seen: %v), ctr: %v", got, n, strings.Contains(o, "END"), c.err)
+		}
+	}
+	t.Run("init", func(t *testing.T) {
+		id := newContainerID(t)
+		check(t, startTTYCtr(t, 24, 80, "run", "--rm", "-t", "--runtime", runtimeName, imageRef, id, "sh", "-c", script))
+	})
+}
