@@ -18,8 +18,10 @@ import (
 	"runtime"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/autokill/containerd-shim-autokill-v1/internal/hooks"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
@@ -80,6 +82,10 @@ type Exec struct {
 	Env             []string
 	NoNewPrivileges bool
 	Fallback        bool
+	// StartHooks are the startContainer hooks, run after Start in the
+	// container, with its credentials and root, right before execve.
+	StartHooks []hooks.Hook
+	HookState  *specs.State
 }
 
 // exec runs the last steps and execs the entrypoint; it returns only on error.
@@ -91,6 +97,9 @@ func (e *Exec) exec(syncFd int) error {
 		if daemonGone(syncFd) {
 			os.Exit(1)
 		}
+	}
+	if err := containerHooks("startContainer", e.StartHooks, e.HookState, specs.StateCreated); err != nil {
+		return err
 	}
 	// no_new_privs last: nothing after it needs to gain privileges, and
 	// it must be set by the thread that calls execve.
@@ -223,6 +232,9 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 	if err := cgroupNS(); err != nil {
 		return nil, err
 	}
+	if err := createContainerHooks(p); err != nil {
+		return nil, err
+	}
 
 	// 5. From here on "/" is the container's: the host's tree is gone
 	// from this mount namespace.
@@ -341,6 +353,8 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 		Env:             p.Process.Env,
 		NoNewPrivileges: p.Process.NoNewPrivileges,
 		Fallback:        p.Fallback,
+		StartHooks:      p.Hooks.StartContainer,
+		HookState:       p.Hooks.State,
 	}, nil
 }
 

@@ -83,6 +83,12 @@ func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
 	if p.TimeOffsets, err = convertTimeOffsets(l.TimeOffsets, p.Namespaces); err != nil {
 		return nil, err
 	}
+	if p.Hooks, err = convertHooks(s.Hooks); err != nil {
+		return nil, err
+	}
+	if p.Hooks.Any() {
+		p.Hooks.State = &specs.State{Version: specs.Version, Bundle: bundle, Annotations: s.Annotations}
+	}
 	p.OOMScoreAdj = s.Process.OOMScoreAdj
 	if a := p.OOMScoreAdj; a != nil && (*a < -1000 || *a > 1000) {
 		return nil, invalid("process.oomScoreAdj", "%d is outside [-1000, 1000]", *a)
@@ -99,10 +105,6 @@ func checkUnsupportedTop(s *specs.Spec) error {
 	}
 	if s.Linux == nil {
 		return invalid("linux", "missing")
-	}
-	if h := s.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+
-		len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
-		return unsupported("hooks")
 	}
 	switch {
 	case s.Solaris != nil:

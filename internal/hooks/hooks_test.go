@@ -1,0 +1,67 @@
+package hooks
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func script(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "hook")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRunPassesStateArgsEnv(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	p := script(t, `{ cat; echo; echo "$1|$K|$(env | wc -l)"; ls /proc/self/fd | wc -l; } >`+out+"\n")
+	st := &specs.State{Version: specs.Version, ID: "c1", Status: specs.StateCreating, Pid: 42, Bundle: "/b"}
+	if err := RunAll(context.Background(), "createRuntime", []Hook{{Path: p, Args: []string{"argv0", "x"}, Env: []string{"K=V"}}}, st); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `"id":"c1"`) || !strings.Contains(lines[0], `"status":"creating"`) {
+		t.Fatalf("hook saw %q", b)
+	}
+	// argv[0] of a script is its path (binfmt_script), so only $1 is checked.
+	if !strings.HasPrefix(lines[1], "x|V|") {
+		t.Fatalf("argv/env: %q", lines[1])
+	}
+	// 0-2 and the fd ls opens for /proc/self/fd: nothing of the caller's.
+	if strings.TrimSpace(lines[2]) != "4" {
+		t.Fatalf("hook had %s fds open, want 4 (0-2 and ls's own)", lines[2])
+	}
+}
+
+func TestRunFailureCarriesStderr(t *testing.T) {
+	p := script(t, "echo no network for you >&2\nexit 3\n")
+	err := RunAll(context.Background(), "prestart", []Hook{{Path: p}}, &specs.State{})
+	if err == nil || !strings.Contains(err.Error(), "no network for you") || !strings.Contains(err.Error(), "prestart hook 0") ||
+		!strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRunTimeoutKills(t *testing.T) {
+	p := script(t, "echo started >&2\nsleep 30\n")
+	start := time.Now()
+	err := Run(context.Background(), Hook{Path: p, Timeout: 1}, nil)
+	if err == nil || !strings.Contains(err.Error(), "timeout of 1s") || !strings.Contains(err.Error(), "started") {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("timeout took %v", d)
+	}
+}
