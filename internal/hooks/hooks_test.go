@@ -36,7 +36,7 @@ func TestRunPassesStateArgsEnv(t *testing.T) {
 		t.Fatalf("hook saw %q", b)
 	}
 	// argv[0] of a script is its path (binfmt_script), so only $1 is checked.
-	if !lines[1] != "x|V" {
+	if lines[1] != "x|V" {
 		t.Fatalf("argv/env: %q", lines[1])
 	}
 	// 0-2 and the fd ls opens for /proc/self/fd: nothing of the caller's.
