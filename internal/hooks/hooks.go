@@ -22,6 +22,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Hook is one hook, plain data (it crosses initsync in the Plan).
@@ -100,6 +101,14 @@ func Run(ctx context.Context, h Hook, state []byte) error {
 	// Something the hook left running may hold its stdout: the hook's
 	// own exit is what counts.
 	cmd.WaitDelay = time.Second
+	// os/exec passes 0-2 but also whatever is not CLOEXEC: an fd someone
+	// inherited or created without the flag would reach the hook. Every fd
+	// of ours is CLOEXEC by design; this makes it so for the rest, process
+	// wide (none of our exec()s rely on an inherited fd above 2: the setup
+	// face's spawn dup2()s its own).
+	if err := sealFds(); err != nil {
+		return err
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -144,4 +153,13 @@ func (l *limited) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// sealFds marks every fd above 2 CLOEXEC; a variable so that the unit test
+// can show what happens without it.
+var sealFds = func() error {
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil && err != unix.ENOSYS {
+		return fmt.Errorf("close_range CLOEXEC: %w", err)
+	}
+	return nil
 }

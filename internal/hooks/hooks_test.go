@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func script(t *testing.T, body string) string {
@@ -22,7 +24,18 @@ func script(t *testing.T, body string) string {
 
 func TestRunPassesStateArgsEnv(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
-	p := script(t, "ls /proc/self/fd >"+out+".fds\n"+`{ cat; echo; echo "$1|$K"; } >`+out+"\n")
+	// A pidfd without CLOEXEC, as a careless caller might hold one.
+	pfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leak, err := unix.Dup(pfd)
+	unix.Close(pfd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(leak)
+	p := script(t, "ls -l /proc/self/fd >"+out+".fds\n"+`{ cat; echo; echo "$1|$K"; } >`+out+"\n")
 	st := &specs.State{Version: specs.Version, ID: "c1", Status: specs.StateCreating, Pid: 42, Bundle: "/b"}
 	if err := RunAll(context.Background(), "createRuntime", []Hook{{Path: p, Args: []string{"argv0", "x"}, Env: []string{"K=V"}}}, st); err != nil {
 		t.Fatal(err)
@@ -39,13 +52,12 @@ func TestRunPassesStateArgsEnv(t *testing.T) {
 	if lines[1] != "x|V" {
 		t.Fatalf("argv/env: %q", lines[1])
 	}
-	// 0-2 and the fd ls opens for /proc/self/fd: nothing of the caller's.
 	fds, err := os.ReadFile(out + ".fds")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Fields(string(fds)); len(got) != 4 {
-		t.Fatalf("hook had fds %v open, want 0-2 and ls's own", got)
+	if strings.Contains(string(fds), "pidfd") || strings.Contains(string(fds), fmt.Sprintf(" %d -> ", leak)) {
+		t.Fatalf("the hook inherited the caller's fd %d:\n%s", leak, fds)
 	}
 }
 
@@ -67,5 +79,26 @@ func TestRunTimeoutKills(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("timeout took %v", d)
+	}
+}
+
+// Without sealFds the leak test above must fail: it is not vacuous.
+func TestLeakTestCanFail(t *testing.T) {
+	saved := sealFds
+	sealFds = func() error { return nil }
+	defer func() { sealFds = saved }()
+	pfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leak, _ := unix.Dup(pfd)
+	unix.Close(pfd)
+	defer unix.Close(leak)
+	out := filepath.Join(t.TempDir(), "fds")
+	if err := Run(context.Background(), Hook{Path: script(t, "ls -l /proc/self/fd >"+out+"\n")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "pidfd") {
+		t.Fatalf("a non-CLOEXEC pidfd did not reach the hook without sealFds:\n%s", b)
 	}
 }
