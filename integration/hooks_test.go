@@ -111,10 +111,17 @@ func TestAPIHooks(t *testing.T) {
 		}
 	}
 	// poststart races the entrypoint; everything else is ordered.
-	for _, before := range [][2]string{
+	ordered := [][2]string{
 		{"prestart", "createRuntime"}, {"createRuntime", "createContainer"}, {"createContainer", "startContainer"},
-		{"startContainer", "ran"}, {"startContainer", "poststart"}, {"ran", "poststop"}, {"poststart", "poststop"},
-	} {
+		{"startContainer", "ran"}, {"ran", "poststop"}, {"poststart", "poststop"},
+	}
+	if runtimeName == autokillRT {
+		// Ours runs poststart once the setup face has exec'd, so after
+		// startContainer; runc's `runc start` runs it as soon as the exec
+		// fifo is opened, which races its init's startContainer hooks.
+		ordered = append(ordered, [2]string{"startContainer", "poststart"})
+	}
+	for _, before := range ordered {
 		if pos[before[0]] > pos[before[1]] {
 			t.Errorf("%s ran after %s: %v", before[0], before[1], order)
 		}
@@ -148,15 +155,24 @@ func TestAPIHooks(t *testing.T) {
 			t.Errorf("%s: state on stdin is not JSON: %v: %q", ph, err, raw)
 			continue
 		}
-		if st.ID != id || st.Status != wantStatus[ph] || !filepath.IsAbs(st.Bundle) || st.Version == "" ||
+		status := wantStatus[ph]
+		if ph == "poststart" && runtimeName != autokillRT && st.Status == specs.StateCreated {
+			// runc 1.1 hands poststart the state it read before start
+			// ("created"); the runtime spec's lifecycle has it running.
+			status = st.Status
+		}
+		if st.ID != id || st.Status != status || !filepath.IsAbs(st.Bundle) || st.Version == "" ||
 			st.Annotations["hooks.test/key"] != "value" {
-			t.Errorf("%s: state %+v: want id %s, status %s, an absolute bundle, a version, the annotation", ph, st, id, wantStatus[ph])
+			t.Errorf("%s: state %+v: want id %s, status %s, an absolute bundle, a version, the annotation", ph, st, id, status)
 		}
 		// The pid as seen where the hook runs: 1 in the container's new pid namespace, the
 		// host's pid of the init outside (the same for every runtime-namespace hook).
 		switch {
 		case inContainer && st.Pid != 1:
 			t.Errorf("%s: state pid %d, want 1 (the init, seen from its pid namespace)", ph, st.Pid)
+		case ph == "poststop" && st.Pid == 0 && runtimeName != autokillRT:
+			// The pid is optional once stopped (runtime.md, "state"); runc
+			// leaves it out, we keep the init's.
 		case !inContainer && (st.Pid <= 1 || hostPid != 0 && st.Pid != hostPid):
 			t.Errorf("%s: state pid %d, want the init's host pid (%d)", ph, st.Pid, hostPid)
 		case !inContainer:
@@ -174,8 +190,10 @@ func TestAPIHooks(t *testing.T) {
 				t.Errorf("%s: the runtime's environment (%s) reached the hook:\n%s", ph, leaked, env)
 			}
 		}
-		// The runtime's fds (autokill pidfds, sockets, the initsync socket) never reach a hook.
-		if fds := readHookFile(t, dir, ph, "fds"); strings.Contains(fds, "pidfd") || strings.Contains(fds, "socket:") {
+		// Our fds (autokill pidfds, sockets, the initsync socket) never reach a hook. runc's
+		// createContainer hooks inherit its init's sync socket and exec.fifo: checked for ours only.
+		fds := readHookFile(t, dir, ph, "fds")
+		if runtimeName == autokillRT && (strings.Contains(fds, "pidfd") || strings.Contains(fds, "socket:")) {
 			t.Errorf("%s: the hook inherited a runtime fd:\n%s", ph, fds)
 		}
 	}
