@@ -27,6 +27,12 @@ func (h *Hooks) Any() bool {
 		len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0
 }
 
+// HookNames are the hooks this runtime runs, as the features document
+// names them.
+func HookNames() []string {
+	return []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"}
+}
+
 func convertHooks(s *specs.Hooks) (Hooks, error) {
 	if s == nil {
 		return Hooks{}, nil
