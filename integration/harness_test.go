@@ -817,6 +817,7 @@ type procInfo struct {
 	Pid, PPid int
 	State     string
 	Comm      string
+	Flags     uint64 // the kernel's PF_* flags
 }
 
 func (p procInfo) String() string {
@@ -839,7 +840,11 @@ func procStat(pid int) (procInfo, error) {
 		return procInfo{}, fmt.Errorf("bad /proc/%d/stat: %q", pid, s)
 	}
 	ppid, _ := strconv.Atoi(f[1])
-	return procInfo{Pid: pid, PPid: ppid, State: f[0], Comm: s[open+1 : closing]}, nil
+	var flags uint64
+	if len(f) > 6 {
+		flags, _ = strconv.ParseUint(f[6], 10, 64)
+	}
+	return procInfo{Pid: pid, PPid: ppid, State: f[0], Comm: s[open+1 : closing], Flags: flags}, nil
 }
 
 // zombies lists every zombie (state Z) on the host.
@@ -868,6 +873,14 @@ func zombiesOf(ppid int) []procInfo {
 func alive(pid int) bool {
 	pi, err := procStat(pid)
 	return err == nil && pi.State != "Z" && pi.State != "X"
+}
+
+// exiting tells whether the process is in the kernel's exit path (PF_EXITING): killed, never to
+// run user code again, but not yet a zombie.
+func exiting(pid int) bool {
+	const pfExiting = 0x4
+	pi, err := procStat(pid)
+	return err == nil && pi.Flags&pfExiting != 0
 }
 
 // shimPid returns the PID of the shim daemon serving container id: the containerd-shim-* process

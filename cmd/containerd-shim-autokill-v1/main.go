@@ -10,8 +10,13 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == setup.Arg {
-		setup.Main()
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case setup.Arg:
+			setup.Main()
+		case setup.ExecArg:
+			setup.ExecMain()
+		}
 	}
 	shim.Main()
 }

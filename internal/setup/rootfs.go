@@ -936,11 +936,11 @@ func writeProcFile(p, value string) error {
 	if r, ok := strings.CutPrefix(rel, "self/"); ok {
 		rel = strconv.Itoa(unix.Getpid()) + "/" + r
 	}
-	proc, err := linux.NewMount("proc", "proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	proc, release, err := privateProcfs()
 	if err != nil {
-		return fmt.Errorf("private procfs: %w", err)
+		return err
 	}
-	defer proc.Close()
+	defer release()
 	f, err := linux.Openat2(int(proc.Fd()), rel, &unix.OpenHow{
 		Flags:   unix.O_WRONLY | unix.O_TRUNC | unix.O_NOFOLLOW | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
@@ -953,6 +953,25 @@ func writeProcFile(p, value string) error {
 		return err
 	}
 	return nil
+}
+
+// execProcfs is the exec face's private procfs (ExecMain): made before it
+// entered the container's user and mount namespaces, where a new procfs
+// instance may be refused (mount_too_revealing: the container's /proc has
+// masks over it).
+var execProcfs *os.File
+
+// privateProcfs returns a procfs instance of our pid namespace that is
+// attached nowhere, and what to call once done with it.
+func privateProcfs() (*os.File, func(), error) {
+	if execProcfs != nil {
+		return execProcfs, func() {}, nil
+	}
+	proc, err := linux.NewMount("proc", "proc", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return nil, nil, fmt.Errorf("private procfs: %w", err)
+	}
+	return proc, func() { proc.Close() }, nil
 }
 
 // cwdError classifies a failure to resolve process.cwd: RESOLVE_IN_ROOT

@@ -283,29 +283,43 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 		return nil, err
 	}
 
+	// 7.-9. The process itself: limits, credentials, cwd, entrypoint.
+	if err := setPersonality(p.Personality); err != nil {
+		return nil, err
+	}
+	ex, err := prepareProcess(&p.Process, last, p.Fallback)
+	if err != nil {
+		return nil, err
+	}
+	ex.StartHooks, ex.HookState = p.Hooks.StartContainer, p.Hooks.State
+	return ex, nil
+}
+
+// prepareProcess applies what belongs to the process rather than to the
+// container, for the init and for an exec alike, and resolves the
+// entrypoint. It runs as root of the container's user namespace, with the
+// capabilities it needs, in the container's root.
+func prepareProcess(proc *spec.Process, last uint, fallback bool) (*Exec, error) {
 	// 7. Limits, while we still have CAP_SYS_RESOURCE to raise them.
-	if err := setRlimits(p.Process.Rlimits); err != nil {
+	if err := setRlimits(proc.Rlimits); err != nil {
 		return nil, fmt.Errorf("process.rlimits: %w", err)
 	}
 
-	// Scheduler, I/O priority and personality: per thread, kept across
-	// execve, and set while the capabilities they need are still here.
-	if err := applyProcessAttrs(&p.Process); err != nil {
-		return nil, err
-	}
-	if err := setPersonality(p.Personality); err != nil {
+	// Scheduler and I/O priority: per thread, kept across execve, and set
+	// while the capabilities they need are still here.
+	if err := applyProcessAttrs(proc); err != nil {
 		return nil, err
 	}
 
 	// 8. Credentials. chdir first, as root, in case the user cannot
 	// search a parent of the cwd; again after the switch so that a cwd
 	// the user may not enter fails now, not at exec.
-	cwdID, err := enterCwd(p.Process.Cwd)
+	cwdID, err := enterCwd(proc.Cwd)
 	if err != nil {
 		return nil, err
 	}
 	rearm := func() error {
-		if !p.Fallback {
+		if !fallback {
 			return nil
 		}
 		// set*id cleared PDEATHSIG; a daemon that died meanwhile is
@@ -318,43 +332,41 @@ func Run(p *spec.Plan, joined func() error) (*Exec, error) {
 		}
 		return nil
 	}
-	if caps := p.Process.Capabilities; caps != nil {
+	if caps := proc.Capabilities; caps != nil {
 		// On every thread, before anything below reads what the
 		// container controls.
-		if err := dropCaps(caps, last, &p.Process, rearm); err != nil {
+		if err := dropCaps(caps, last, proc, rearm); err != nil {
 			return nil, err
 		}
 	} else {
-		if err := switchUser(&p.Process); err != nil {
+		if err := switchUser(proc); err != nil {
 			return nil, fmt.Errorf("process.user: %w", err)
 		}
 		if err := rearm(); err != nil {
 			return nil, err
 		}
 	}
-	if err := reenterCwd(p.Process.Cwd, cwdID); err != nil {
+	if err := reenterCwd(proc.Cwd, cwdID); err != nil {
 		return nil, err
 	}
 	umask := uint32(0o022)
-	if p.Process.Umask != nil {
-		umask = *p.Process.Umask
+	if proc.Umask != nil {
+		umask = *proc.Umask
 	}
 	unix.Umask(int(umask))
 
 	// 9. Resolve the entrypoint now, with the container's PATH, root,
 	// cwd and credentials, so a missing one fails Create, not Start.
-	path, err := lookPath(p.Process.Args[0], p.Process.Env)
+	path, err := lookPath(proc.Args[0], proc.Env)
 	if err != nil {
 		return nil, err
 	}
 	return &Exec{
 		Path:            path,
-		Args:            p.Process.Args,
-		Env:             p.Process.Env,
-		NoNewPrivileges: p.Process.NoNewPrivileges,
-		Fallback:        p.Fallback,
-		StartHooks:      p.Hooks.StartContainer,
-		HookState:       p.Hooks.State,
+		Args:            proc.Args,
+		Env:             proc.Env,
+		NoNewPrivileges: proc.NoNewPrivileges,
+		Fallback:        fallback,
 	}, nil
 }
 

@@ -42,19 +42,12 @@ func openTaskDir() (*os.File, error) {
 	if taskDir != nil {
 		return taskDir, nil
 	}
-	fsfd, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
+	proc, release, err := privateProcfs()
 	if err != nil {
-		return nil, os.NewSyscallError("fsopen proc", err)
+		return nil, err
 	}
-	defer unix.Close(fsfd)
-	if err := unix.FsconfigCreate(fsfd); err != nil {
-		return nil, os.NewSyscallError("fsconfig proc create", err)
-	}
-	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
-	if err != nil {
-		return nil, os.NewSyscallError("fsmount proc", err)
-	}
-	defer unix.Close(mfd)
+	defer release()
+	mfd := int(proc.Fd())
 	fd, err := unix.Openat(mfd, "self/task", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "openat", Path: "<private procfs>/self/task", Err: err}

@@ -90,10 +90,17 @@ func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
 		p.Hooks.State = &specs.State{Version: specs.Version, Bundle: bundle, Annotations: s.Annotations}
 	}
 	p.OOMScoreAdj = s.Process.OOMScoreAdj
-	if a := p.OOMScoreAdj; a != nil && (*a < -1000 || *a > 1000) {
-		return nil, invalid("process.oomScoreAdj", "%d is outside [-1000, 1000]", *a)
+	if err := checkOOMScoreAdj(p.OOMScoreAdj); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+func checkOOMScoreAdj(a *int) error {
+	if a != nil && (*a < -1000 || *a > 1000) {
+		return invalid("process.oomScoreAdj", "%d is outside [-1000, 1000]", *a)
+	}
+	return nil
 }
 
 func checkUnsupportedTop(s *specs.Spec) error {

@@ -199,3 +199,42 @@ func ioctlPtr(fd int, req uint, arg unsafe.Pointer) error {
 	}
 	return nil
 }
+
+// Open returns a second pidfd of the process, one that is never an
+// autokill pidfd (pidfd_open makes a new file): it may be handed to another
+// process, which then cannot keep this one alive by holding it. It fails
+// with ErrExited once the process has exited, so the new pidfd can never
+// name a process that reused the pid.
+func (p *Process) Open() (*os.File, error) {
+	fd, err := unix.PidfdOpen(p.pid, 0)
+	if err != nil {
+		if err == unix.ESRCH {
+			return nil, ErrExited
+		}
+		return nil, os.NewSyscallError("pidfd_open", err)
+	}
+	// Still running after the open: the pid named our process when it
+	// was opened (it cannot be reused before our pidfd reports the exit).
+	if p.exited() {
+		unix.Close(fd)
+		return nil, ErrExited
+	}
+	return os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", p.pid)), nil
+}
+
+// exited polls the pidfd without blocking.
+func (p *Process) exited() bool {
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		return true
+	}
+	readable := true
+	if err := rc.Control(func(fd uintptr) {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, perr := unix.Poll(pfd, 0)
+		readable = perr != nil || n > 0
+	}); err != nil {
+		return true
+	}
+	return readable
+}

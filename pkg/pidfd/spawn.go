@@ -38,6 +38,9 @@ type SpawnAttr struct {
 	// Stdio become the child's fds 0, 1 and 2, Sync its fd 3.
 	Stdio [3]*os.File
 	Sync  *os.File
+	// Extra become the child's fds 4, 5, ... in order, and are the only
+	// other fds that cross its execve (at most four).
+	Extra []*os.File
 	// UserNS: Cloneflags has CLONE_NEWUSER, and the child waits for one
 	// packet on Sync (the daemon wrote its maps) before it becomes root of
 	// the namespace and execs. A joined user namespace is the first of
@@ -186,6 +189,19 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 	}
 	if attr.BecomeRoot {
 		s.become_root = 1
+	}
+	if n := len(attr.Extra); n > 0 {
+		if n > 4 {
+			return nil, fmt.Errorf("pidfd: %d extra fds for the child, at most 4", n)
+		}
+		buf := (*C.int)(C.malloc(C.size_t(n) * C.size_t(unsafe.Sizeof(C.int(0)))))
+		defer C.free(unsafe.Pointer(buf))
+		arr := unsafe.Slice(buf, n)
+		for i, f := range attr.Extra {
+			arr[i] = C.int(f.Fd())
+		}
+		s.extra_fds = &arr[0]
+		s.n_extra = C.int(n)
 	}
 	s.unshare = C.uint64_t(attr.Unshare)
 	if attr.Holder {

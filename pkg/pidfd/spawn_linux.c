@@ -26,6 +26,8 @@ struct ak_clone_args {
 
 // High enough to be above every fd the child must place at 0..3.
 #define AK_SCRATCH_FD 64
+// stdio, the sync socket and at most four more.
+#define AK_MAX_FDS 8
 
 static void child_fail(int sync_fd, const char *what, int err) {
 	// The daemon reads initsync messages on sync_fd: report in that format
@@ -105,23 +107,30 @@ static void child(const struct ak_spawn *s) {
 		if (s->pdeathsig && syscall(SYS_prctl, PR_SET_PDEATHSIG, s->pdeathsig, 0, 0, 0) < 0)
 			child_fail(s->sync_fd, "prctl(PR_SET_PDEATHSIG)", errno);
 	}
-	// Move every fd we still need out of the 0..3 range first, so that a
-	// source, or the binary to exec, that already sits on a target number
-	// is not clobbered by the dup3s.
-	int src[4] = {s->stdio[0], s->stdio[1], s->stdio[2], s->sync_fd};
-	int tmp[4];
-	for (i = 0; i < 4; i++) {
+	// Move every fd we still need out of the 0..3+n_extra range first, so
+	// that a source, or the binary to exec, that already sits on a target
+	// number is not clobbered by the dup3s.
+	int n_fds = 4 + s->n_extra;
+	if (s->n_extra < 0 || n_fds > AK_MAX_FDS) child_fail(s->sync_fd, "too many fds for the child", EINVAL);
+	int src[AK_MAX_FDS];
+	int tmp[AK_MAX_FDS];
+	src[0] = s->stdio[0];
+	src[1] = s->stdio[1];
+	src[2] = s->stdio[2];
+	src[3] = s->sync_fd;
+	for (i = 0; i < s->n_extra; i++) src[4 + i] = s->extra_fds[i];
+	for (i = 0; i < n_fds; i++) {
 		tmp[i] = syscall(SYS_fcntl, src[i], F_DUPFD_CLOEXEC, AK_SCRATCH_FD);
 		if (tmp[i] < 0) child_fail(s->sync_fd, "fcntl(F_DUPFD_CLOEXEC)", errno);
 	}
 	int exe_fd = syscall(SYS_fcntl, s->exe_fd, F_DUPFD_CLOEXEC, AK_SCRATCH_FD);
 	if (exe_fd < 0) child_fail(s->sync_fd, "fcntl(F_DUPFD_CLOEXEC) of the binary", errno);
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < n_fds; i++) {
 		if (syscall(SYS_dup3, tmp[i], i, 0) < 0) child_fail(s->sync_fd, "dup3", errno);
 	}
 	// Nothing else may cross execve, whatever a library opened without
 	// O_CLOEXEC: above all not a copy of an autokill pidfd.
-	if (syscall(SYS_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+	if (syscall(SYS_close_range, n_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		child_fail(3, "close_range", errno);
 	sigset_t none;
 	sigemptyset(&none);

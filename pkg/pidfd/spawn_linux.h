@@ -11,6 +11,8 @@ struct ak_spawn {
 	int n_ns;
 	int stdio[3];        // become 0, 1, 2
 	int sync_fd;         // becomes 3
+	const int *extra_fds; // become 4, 5, ... (inherited across exec)
+	int n_extra;
 	int pdeathsig;       // 0 or the signal for PR_SET_PDEATHSIG
 	int probe;           // child exits at once: feature probe
 	int userns_wait;     // new user ns: read one packet on sync_fd (maps written) first

@@ -50,6 +50,10 @@ type Container struct {
 	// sharedPidNS: no pid namespace of its own, so the init's death does
 	// not end the rest of the container. guarded: armed in the crash guard.
 	sharedPidNS, guarded bool
+	// execs by exec id (exec.go). initExiting: the init has exited and its
+	// TaskExit waits for the live execs' exits; no exec may start.
+	execs       map[string]*execProcess
+	initExiting bool
 
 	exited chan struct{} // closed once exit is recorded; not guarded
 	hooks  *spec.Hooks   // the spec's hooks, nil for none; set by create (hooks.go)
@@ -207,6 +211,10 @@ func (c *Container) cleanup(ctx context.Context) error {
 		c.sync.Close()
 		c.sync = nil
 	}
+	for id, e := range c.execs {
+		errs = append(errs, e.release())
+		delete(c.execs, id)
+	}
 	if c.io != nil {
 		c.io.closeChild()
 		errs = append(errs, c.io.close())
@@ -249,14 +257,21 @@ func (c *Container) watch() {
 		e = pidfd.Exit{Status: 255, At: time.Now()}
 	}
 	c.mu.Lock()
+	c.initExiting = true
+	c.killLeftovers(ctx)
+	live := c.liveExecs()
+	c.mu.Unlock()
+	// Every exit of an exec is reported before the init's, as containerd
+	// expects (its runc shim holds the init's exit back the same way): they
+	// are ending already, with the pid namespace or the leftovers' kill.
+	for _, ch := range live {
+		<-ch
+	}
+	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sharedPidNS && c.cg != nil {
-		// No pid namespace died with this init: what it left running
-		// would outlive the container's exit. containerd's runc shim
-		// kills it too (shouldKillAllOnExit), before TaskExit.
-		if err := c.cg.SignalAll(syscall.SIGKILL); err != nil {
-			log.G(ctx).WithError(err).WithField("id", c.id).Warn("kill the processes the init left")
-		}
+	if len(live) > 0 {
+		// What an exec that was still starting forked meanwhile.
+		c.killLeftovers(ctx)
 	}
 	c.exit = Exit{Pid: uint32(c.proc.Pid()), Status: uint32(e.Status), At: e.At}
 	to, err := next(opExit, c.status)
@@ -273,6 +288,18 @@ func (c *Container) watch() {
 		ExitedAt:    timestamppb.New(c.exit.At),
 	})
 	close(c.exited)
+}
+
+// killLeftovers: no pid namespace died with this init, so what it left
+// running would outlive the container's exit. containerd's runc shim kills
+// it too (shouldKillAllOnExit), before TaskExit. Called with mu held.
+func (c *Container) killLeftovers(ctx context.Context) {
+	if !c.sharedPidNS || c.cg == nil {
+		return
+	}
+	if err := c.cg.SignalAll(syscall.SIGKILL); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("kill the processes the init left")
+	}
 }
 
 // ID returns the container's id.
@@ -438,9 +465,10 @@ func (c *Container) Pids(ctx context.Context) ([]ProcessInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pids %s: %w", c.id, err)
 	}
+	execs := c.execPids()
 	out := make([]ProcessInfo, len(pids))
 	for i, p := range pids {
-		out[i] = ProcessInfo{Pid: uint32(p)}
+		out[i] = ProcessInfo{Pid: uint32(p), ExecID: execs[uint32(p)]}
 	}
 	return out, nil
 }

@@ -42,6 +42,9 @@ type fakeProc struct {
 	closed bool
 	done   chan struct{} // closed at exit; exit is written before
 	exit   pidfd.Exit
+	// dmu orders deaths from two sides, as the kernel does: an exec dies
+	// of its own kill and of its pid namespace's end at once.
+	dmu sync.Mutex
 }
 
 func newFakeProc(pid int) *fakeProc { return &fakeProc{pid: pid, done: make(chan struct{})} }
@@ -58,6 +61,8 @@ func (p *fakeProc) exited() bool {
 }
 
 func (p *fakeProc) die(status int) {
+	p.dmu.Lock()
+	defer p.dmu.Unlock()
 	if !p.exited() {
 		p.exit = pidfd.Exit{Status: status, At: time.Now()}
 		close(p.done)
@@ -84,6 +89,16 @@ func (p *fakeProc) Wait(ctx context.Context) (pidfd.Exit, error) {
 	case <-ctx.Done():
 		return pidfd.Exit{}, ctx.Err()
 	}
+}
+
+func (p *fakeProc) Open() (*os.File, error) {
+	if p.closed {
+		return nil, errUseAfterClose
+	}
+	if p.exited() {
+		return nil, pidfd.ErrExited
+	}
+	return nil, nil
 }
 
 func (p *fakeProc) Close() error {
@@ -131,6 +146,10 @@ func (c *fakeConn) Close() error {
 type fakeCgroup struct {
 	proc    *fakeProc
 	deleted bool
+	// execs joined the cgroup from outside the container's lock, as the
+	// kernel lets them: emu is the kernel's, not the Container's.
+	emu   sync.Mutex
+	execs []*fakeProc
 }
 
 func (g *fakeCgroup) check() error {
@@ -160,6 +179,13 @@ func (g *fakeCgroup) SignalAll(sig syscall.Signal) error {
 	if err := g.proc.Signal(sig); err != nil && !errors.Is(err, pidfd.ErrExited) {
 		return err
 	}
+	g.emu.Lock()
+	defer g.emu.Unlock()
+	for _, p := range g.execs {
+		if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+			p.die(128 + int(sig))
+		}
+	}
 	return nil
 }
 
@@ -174,6 +200,7 @@ func (g *fakeCgroup) Delete(context.Context) error {
 type fakeSystem struct {
 	nativeMode bool
 	execFail   bool
+	hostPID    bool
 	nextPid    atomic.Int64
 	mu         sync.Mutex
 	procs      map[*fakeCgroup]*fakeProc
@@ -204,6 +231,25 @@ func (s *fakeSystem) spawn(_ context.Context, _ *spec.Plan, cg cgroups.Manager, 
 	return p, &fakeConn{proc: p, execFail: s.execFail}, nil
 }
 
+func (s *fakeSystem) spawnExec(_ context.Context, init initProc, _ *spec.ExecPlan, cg cgroups.Manager, _ [3]*os.File) (initProc, setupConn, error) {
+	if _, err := init.Open(); err != nil {
+		return nil, nil, err
+	}
+	p := newFakeProc(int(s.nextPid.Add(1)) + 1000)
+	g := cg.(*fakeCgroup)
+	g.emu.Lock()
+	g.execs = append(g.execs, p)
+	g.emu.Unlock()
+	if !s.hostPID {
+		// The end of its pid namespace's init kills it.
+		go func() {
+			<-g.proc.done
+			p.die(137)
+		}()
+	}
+	return p, &fakeConn{proc: p, execFail: s.execFail}, nil
+}
+
 func (s *fakeSystem) arm(_ context.Context, id string, _ cgroups.Manager) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,10 +267,13 @@ func (s *fakeSystem) disarm(_ context.Context, id string) error {
 	return nil
 }
 
-// recorder is a Publisher that keeps each container's topics in order.
+// recorder is a Publisher that keeps each container's topics in order:
+// topics[id] the init's, topics[id/exec] each exec's, all[id] both
+// interleaved as published (an exec's as "topic exec").
 type recorder struct {
 	mu     sync.Mutex
 	topics map[string][]string
+	all    map[string][]string
 }
 
 func (r *recorder) Publish(_ context.Context, topic string, ev typeurl.Any) {
@@ -233,9 +282,22 @@ func (r *recorder) Publish(_ context.Context, topic string, ev typeurl.Any) {
 		panic(err)
 	}
 	id := fmt.Sprint(v.(interface{ GetContainerID() string }).GetContainerID())
+	exec := ""
+	if e, ok := v.(interface{ GetExecID() string }); ok {
+		exec = e.GetExecID()
+	}
+	if e, ok := v.(interface{ GetID() string }); ok && e.GetID() != id {
+		exec = e.GetID()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.topics[id] = append(r.topics[id], topic)
+	if exec == "" {
+		r.topics[id] = append(r.topics[id], topic)
+		r.all[id] = append(r.all[id], topic)
+		return
+	}
+	r.topics[id+"/"+exec] = append(r.topics[id+"/"+exec], topic)
+	r.all[id] = append(r.all[id], topic+" "+exec)
 }
 
 // fakeBundle writes a minimal valid bundle; nothing of it is mounted.
@@ -291,8 +353,8 @@ func TestLifecycleRaces(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sys := newFakeSystem()
-			sys.nativeMode, sys.execFail = tc.native, tc.execFail
-			rec := &recorder{topics: map[string][]string{}}
+			sys.nativeMode, sys.execFail, sys.hostPID = tc.native, tc.execFail, tc.hostPID
+			rec := &recorder{topics: map[string][]string{}, all: map[string][]string{}}
 			for i := 0; i < 40; i++ {
 				raceOnce(t, sys, rec, fmt.Sprintf("c%d", i), tc.hostPID)
 			}
@@ -348,6 +410,16 @@ func raceOnce(t *testing.T, sys *fakeSystem, rec *recorder, id string, hostPID b
 			}
 		})
 	}
+	execIDs := []string{"e1", "e2", "e3"}
+	for _, eid := range execIDs {
+		do("exec "+eid, func() error { return raceExec(ctx, c, eid) })
+	}
+	do("exec dup", func() error {
+		if err := c.Exec(ctx, ExecConfig{ID: "e1", Spec: &specs.Process{Args: []string{"true"}, Cwd: "/"}}); err != nil && !errdefs.IsAlreadyExists(err) {
+			return err
+		}
+		return nil
+	})
 	do("kill after", func() error { return c.Kill(ctx, uint32(syscall.SIGKILL), true) })
 	wg.Wait()
 	close(errs)
@@ -363,6 +435,67 @@ func raceOnce(t *testing.T, sys *fakeSystem, rec *recorder, id string, hostPID b
 	if !validOrder(got) {
 		t.Errorf("%s: events %v, want create [start] exit delete", id, got)
 	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, eid := range execIDs {
+		got := rec.topics[id+"/"+eid]
+		if !validExecOrder(got) {
+			t.Errorf("%s exec %s: events %v, want exec-added [exec-started exit]", id, eid, got)
+		}
+	}
+	// Every exec's exit is published before the init's.
+	initExit := false
+	for _, topic := range rec.all[id] {
+		switch {
+		case topic == "/tasks/exit":
+			initExit = true
+		case initExit && len(topic) > len("/tasks/exit ") && topic[:len("/tasks/exit ")] == "/tasks/exit ":
+			t.Errorf("%s: %s after the init's exit: %v", id, topic, rec.all[id])
+		}
+	}
+}
+
+// raceExec adds, starts, signals, waits for and deletes one exec, each
+// step racing the init's lifecycle; the state errors are all allowed.
+func raceExec(ctx context.Context, c *Container, id string) error {
+	if err := c.Exec(ctx, ExecConfig{ID: id, Spec: &specs.Process{Args: []string{"sleep", "1"}, Cwd: "/"}}); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return nil // the duplicate call took the id first
+		}
+		return err
+	}
+	if _, err := c.StartExec(ctx, id); err != nil && !allowed(err) {
+		return err
+	}
+	if _, err := c.StateExec(id); err != nil {
+		return err
+	}
+	if rand.Intn(2) == 0 {
+		if err := c.KillExec(ctx, id, uint32(syscall.SIGKILL)); err != nil && !allowed(err) {
+			return err
+		}
+	}
+	if _, err := c.WaitExec(ctx, id); err != nil {
+		return err
+	}
+	_, err := c.DeleteExec(ctx, id)
+	return err
+}
+
+// validExecOrder: each use of the id (it may be reused once deleted) is
+// exec-added, then exec-started and exit if it ran.
+func validExecOrder(topics []string) bool {
+	for len(topics) > 0 {
+		switch {
+		case len(topics) >= 3 && topics[0] == "/tasks/exec-added" && topics[1] == "/tasks/exec-started" && topics[2] == "/tasks/exit":
+			topics = topics[3:]
+		case topics[0] == "/tasks/exec-added":
+			topics = topics[1:]
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func validOrder(topics []string) bool {

@@ -66,4 +66,6 @@ type StateInfo struct {
 // ProcessInfo is one process of a container, for the Pids call.
 type ProcessInfo struct {
 	Pid uint32
+	// ExecID names the exec this process is the main process of.
+	ExecID string
 }

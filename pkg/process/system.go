@@ -35,6 +35,9 @@ type system interface {
 	// spawn clones the init into its namespaces (and, on cgroup v2, its
 	// cgroup), running the setup face with stdio and the setup socket.
 	spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manager, stdio [3]*os.File) (initProc, setupConn, error)
+	// spawnExec clones a process into every namespace of init and (v2)
+	// its cgroup, running the exec face with stdio and the setup socket.
+	spawnExec(ctx context.Context, init initProc, plan *spec.ExecPlan, cg cgroups.Manager, stdio [3]*os.File) (initProc, setupConn, error)
 	// arm makes the daemon's death kill the whole cgroup (see
 	// internal/guard); disarm undoes it once the cgroup is gone.
 	arm(ctx context.Context, id string, cg cgroups.Manager) error
@@ -46,6 +49,9 @@ type initProc interface {
 	Pid() int
 	Signal(syscall.Signal) error
 	Wait(context.Context) (pidfd.Exit, error)
+	// Open returns a plain (never autokill) pidfd of the process, for an
+	// exec to join its namespaces with; ErrExited once it has exited.
+	Open() (*os.File, error)
 	Close() error
 }
 

@@ -69,7 +69,18 @@ func serveEvents(t *testing.T, sock string, svc *fakeEvents) (stop func()) {
 	}
 	go s.Serve(context.Background(), l)
 	var once sync.Once
-	stop = func() { once.Do(func() { s.Close() }) }
+	// Shutdown, not Close: a response in flight still reaches the
+	// publisher, or it would rightly send that event again to the next
+	// containerd and the test would see it twice.
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.Shutdown(ctx); err != nil {
+				s.Close()
+			}
+		})
+	}
 	t.Cleanup(stop)
 	return stop
 }

@@ -8,10 +8,12 @@ import (
 	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	runcopts "github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
+	"github.com/containerd/typeurl/v2"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -27,6 +29,7 @@ type task interface {
 	Wait(ctx context.Context) (process.Exit, error)
 	Delete(ctx context.Context) (process.Exit, error)
 	Pids(ctx context.Context) ([]process.ProcessInfo, error)
+	execTask
 }
 
 // createFunc creates a task; processCreate in the daemon, a fake in tests.
@@ -87,14 +90,6 @@ func (s *service) get(id string) (task, error) {
 	return t, nil
 }
 
-// noExec rejects calls for an exec'd process: execs are not supported yet.
-func noExec(execID string) error {
-	if execID != "" {
-		return fmt.Errorf("exec %q: %w", execID, errdefs.ErrNotImplemented)
-	}
-	return nil
-}
-
 // Create creates the container. The id is reserved while process.Create
 // runs without the lock, and released if it fails.
 func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
@@ -148,14 +143,16 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 }
 
 func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, err
-	}
 	t, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
 	}
-	pid, err := t.Start(ctx)
+	var pid uint32
+	if r.ExecID != "" {
+		pid, err = t.StartExec(ctx, r.ExecID)
+	} else {
+		pid, err = t.Start(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -175,16 +172,21 @@ func taskStatus(st process.Status) tasktypes.Status {
 }
 
 func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.StateResponse, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, err
-	}
 	t, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
 	}
-	st := t.State()
+	var st process.StateInfo
+	if r.ExecID != "" {
+		if st, err = t.StateExec(r.ExecID); err != nil {
+			return nil, err
+		}
+	} else {
+		st = t.State()
+	}
 	return &taskapi.StateResponse{
 		ID:         r.ID,
+		ExecID:     r.ExecID,
 		Bundle:     st.Bundle,
 		Pid:        st.Pid,
 		Status:     taskStatus(st.Status),
@@ -198,42 +200,53 @@ func (s *service) State(ctx context.Context, r *taskapi.StateRequest) (*taskapi.
 }
 
 func (s *service) Kill(ctx context.Context, r *taskapi.KillRequest) (*emptypb.Empty, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, err
-	}
 	t, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
 	}
-	if err := t.Kill(ctx, r.Signal, r.All); err != nil {
+	if r.ExecID != "" {
+		// All means the container's processes; for one exec, as with
+		// containerd's runc shim, it is that process alone.
+		err = t.KillExec(ctx, r.ExecID, r.Signal)
+	} else {
+		err = t.Kill(ctx, r.Signal, r.All)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return empty, nil
 }
 
 func (s *service) Wait(ctx context.Context, r *taskapi.WaitRequest) (*taskapi.WaitResponse, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, err
-	}
 	t, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
 	}
-	exit, err := t.Wait(ctx)
+	var exit process.Exit
+	if r.ExecID != "" {
+		exit, err = t.WaitExec(ctx, r.ExecID)
+	} else {
+		exit, err = t.Wait(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return &taskapi.WaitResponse{ExitStatus: exit.Status, ExitedAt: timestamppb.New(exit.At)}, nil
 }
 
-// Delete deletes the container and forgets it once that succeeded.
+// Delete deletes an exec, or the container and forgets it once that
+// succeeded.
 func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
-	if err := noExec(r.ExecID); err != nil {
-		return nil, err
-	}
 	t, err := s.get(r.ID)
 	if err != nil {
 		return nil, err
+	}
+	if r.ExecID != "" {
+		exit, err := t.DeleteExec(ctx, r.ExecID)
+		if err != nil {
+			return nil, err
+		}
+		return deleteResponse(exit), nil
 	}
 	exit, err := t.Delete(ctx)
 	if err != nil {
@@ -258,7 +271,15 @@ func (s *service) Pids(ctx context.Context, r *taskapi.PidsRequest) (*taskapi.Pi
 	}
 	resp := &taskapi.PidsResponse{Processes: make([]*tasktypes.ProcessInfo, 0, len(ps))}
 	for _, p := range ps {
-		resp.Processes = append(resp.Processes, &tasktypes.ProcessInfo{Pid: p.Pid})
+		info := &tasktypes.ProcessInfo{Pid: p.Pid}
+		if p.ExecID != "" {
+			// What containerd's runc shim attaches, so that clients
+			// (ctr task ps, CRI) name the exec of a pid.
+			if info.Info, err = typeurl.MarshalAnyToProto(&runcopts.ProcessDetails{ExecID: p.ExecID}); err != nil {
+				return nil, fmt.Errorf("pids of %s: %w", r.ID, err)
+			}
+		}
+		resp.Processes = append(resp.Processes, info)
 	}
 	return resp, nil
 }
@@ -304,18 +325,6 @@ func (s *service) Resume(ctx context.Context, r *taskapi.ResumeRequest) (*emptyp
 
 func (s *service) Checkpoint(ctx context.Context, r *taskapi.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	return nil, notImplemented("checkpoint", r.ID)
-}
-
-func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("exec", r.ID)
-}
-
-func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("resize pty", r.ID)
-}
-
-func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("close io", r.ID)
 }
 
 func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {

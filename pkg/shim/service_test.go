@@ -11,12 +11,16 @@ import (
 	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v2"
+	runcopts "github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/process"
 )
@@ -30,6 +34,8 @@ type fakeTask struct {
 	exit      process.Exit
 	exited    chan struct{}
 	kills     []uint32
+	execs     map[string]*process.StateInfo
+	execSpecs []*specs.Process
 }
 
 func newFakeTask(id string) *fakeTask {
@@ -93,7 +99,78 @@ func (f *fakeTask) Delete(ctx context.Context) (process.Exit, error) {
 }
 
 func (f *fakeTask) Pids(ctx context.Context) ([]process.ProcessInfo, error) {
-	return []process.ProcessInfo{{Pid: f.State().Pid}, {Pid: 43}}, nil
+	return []process.ProcessInfo{{Pid: f.State().Pid}, {Pid: 43, ExecID: "e43"}}, nil
+}
+
+// The fake's execs: one state each, run to exit by any signal.
+func (f *fakeTask) Exec(ctx context.Context, cfg process.ExecConfig) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.execs == nil {
+		f.execs = map[string]*process.StateInfo{}
+	}
+	if _, ok := f.execs[cfg.ID]; ok {
+		return fmt.Errorf("exec %s: %w", cfg.ID, errdefs.ErrAlreadyExists)
+	}
+	f.execSpecs = append(f.execSpecs, cfg.Spec)
+	f.execs[cfg.ID] = &process.StateInfo{ID: cfg.ID, Status: process.StatusCreated, Stdout: cfg.Stdout}
+	return nil
+}
+
+func (f *fakeTask) execLocked(id string) (*process.StateInfo, error) {
+	e, ok := f.execs[id]
+	if !ok {
+		return nil, fmt.Errorf("exec %s: %w", id, errdefs.ErrNotFound)
+	}
+	return e, nil
+}
+
+func (f *fakeTask) StartExec(ctx context.Context, id string) (uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, err := f.execLocked(id)
+	if err != nil {
+		return 0, err
+	}
+	e.Status, e.Pid = process.StatusRunning, 100+uint32(len(f.execs))
+	return e.Pid, nil
+}
+
+func (f *fakeTask) StateExec(id string) (process.StateInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, err := f.execLocked(id)
+	if err != nil {
+		return process.StateInfo{}, err
+	}
+	return *e, nil
+}
+
+func (f *fakeTask) KillExec(ctx context.Context, id string, signal uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, err := f.execLocked(id)
+	if err != nil {
+		return err
+	}
+	e.Status, e.Exit = process.StatusStopped, process.Exit{Pid: e.Pid, Status: 128 + signal}
+	return nil
+}
+
+func (f *fakeTask) WaitExec(ctx context.Context, id string) (process.Exit, error) {
+	st, err := f.StateExec(id)
+	return st.Exit, err
+}
+
+func (f *fakeTask) DeleteExec(ctx context.Context, id string) (process.Exit, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, err := f.execLocked(id)
+	if err != nil {
+		return process.Exit{}, err
+	}
+	delete(f.execs, id)
+	return e.Exit, nil
 }
 
 type nopPublisher struct{}
@@ -289,24 +366,99 @@ func TestServiceErrors(t *testing.T) {
 		_, err := fx.client.Create(ctx, &taskapi.CreateTaskRequest{})
 		wantCode(t, err, codes.InvalidArgument)
 	})
-	t.Run("exec ids are NotImplemented", func(t *testing.T) {
+	t.Run("unknown exec ids are NotFound", func(t *testing.T) {
 		_, err := fx.client.State(ctx, &taskapi.StateRequest{ID: "c1", ExecID: "e"})
-		wantCode(t, err, codes.Unimplemented)
+		wantCode(t, err, codes.NotFound)
 		_, err = fx.client.Start(ctx, &taskapi.StartRequest{ID: "c1", ExecID: "e"})
-		wantCode(t, err, codes.Unimplemented)
+		wantCode(t, err, codes.NotFound)
 		_, err = fx.client.Kill(ctx, &taskapi.KillRequest{ID: "c1", ExecID: "e"})
-		wantCode(t, err, codes.Unimplemented)
+		wantCode(t, err, codes.NotFound)
 		_, err = fx.client.Wait(ctx, &taskapi.WaitRequest{ID: "c1", ExecID: "e"})
-		wantCode(t, err, codes.Unimplemented)
+		wantCode(t, err, codes.NotFound)
 		_, err = fx.client.Delete(ctx, &taskapi.DeleteRequest{ID: "c1", ExecID: "e"})
-		wantCode(t, err, codes.Unimplemented)
+		wantCode(t, err, codes.NotFound)
 		_, err = fx.client.ResizePty(ctx, &taskapi.ResizePtyRequest{ID: "c1", ExecID: "e"})
-		wantCode(t, err, codes.Unimplemented)
+		wantCode(t, err, codes.NotFound)
 		_, err = fx.client.CloseIO(ctx, &taskapi.CloseIORequest{ID: "c1", ExecID: "e"})
-		wantCode(t, err, codes.Unimplemented)
+		wantCode(t, err, codes.NotFound)
 		// The task itself is untouched.
 		if fx.task("c1").State().Status != process.StatusCreated {
 			t.Fatal("exec call reached the task")
+		}
+	})
+	t.Run("exec process spec", func(t *testing.T) {
+		p := &specs.Process{Args: []string{"sh", "-c", "exit 3"}, Cwd: "/w", Env: []string{"A=1"}}
+		a, err := typeurl.MarshalAnyToProto(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "types.containerd.io/opencontainers/runtime-spec/1/Process"; a.GetTypeUrl() != want {
+			t.Fatalf("type url %q, want containerd's %q", a.GetTypeUrl(), want)
+		}
+		if _, err := fx.client.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "x", Spec: a}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = fx.client.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "x", Spec: a})
+		wantCode(t, err, codes.AlreadyExists)
+		ft := fx.task("c1")
+		ft.mu.Lock()
+		got := ft.execSpecs[len(ft.execSpecs)-1]
+		ft.mu.Unlock()
+		if fmt.Sprint(got.Args, got.Cwd, got.Env) != fmt.Sprint(p.Args, p.Cwd, p.Env) {
+			t.Fatalf("exec spec reached the task as %+v, want %+v", got, p)
+		}
+		st, err := fx.client.Start(ctx, &taskapi.StartRequest{ID: "c1", ExecID: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		state, err := fx.client.State(ctx, &taskapi.StateRequest{ID: "c1", ExecID: "x"})
+		if err != nil || state.ExecID != "x" || state.Pid != st.Pid || state.Status != tasktypes.Status_RUNNING {
+			t.Fatalf("exec state %v %v, want x running pid %d", state, err, st.Pid)
+		}
+		if _, err := fx.client.ResizePty(ctx, &taskapi.ResizePtyRequest{ID: "c1", ExecID: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.client.Kill(ctx, &taskapi.KillRequest{ID: "c1", ExecID: "x", Signal: 9}); err != nil {
+			t.Fatal(err)
+		}
+		if w, err := fx.client.Wait(ctx, &taskapi.WaitRequest{ID: "c1", ExecID: "x"}); err != nil || w.ExitStatus != 137 {
+			t.Fatalf("exec wait %v %v, want 137", w, err)
+		}
+		if d, err := fx.client.Delete(ctx, &taskapi.DeleteRequest{ID: "c1", ExecID: "x"}); err != nil || d.Pid != st.Pid {
+			t.Fatalf("exec delete %v %v, want pid %d", d, err, st.Pid)
+		}
+		if _, err := fx.client.State(ctx, &taskapi.StateRequest{ID: "c1", ExecID: "x"}); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+			t.Fatalf("state after delete: %v, want NotFound", err)
+		}
+		for name, bad := range map[string]*anypb.Any{
+			"no spec":    nil,
+			"wrong type": {TypeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec", Value: []byte("{}")},
+			"bad json":   {TypeUrl: a.GetTypeUrl(), Value: []byte("{")},
+		} {
+			_, err := fx.client.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "bad", Spec: bad})
+			if status.Code(err) != codes.InvalidArgument {
+				t.Errorf("%s: %v, want InvalidArgument", name, err)
+			}
+		}
+	})
+	t.Run("pids name execs", func(t *testing.T) {
+		r, err := fx.client.Pids(ctx, &taskapi.PidsRequest{ID: "c1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var execs []string
+		for _, p := range r.Processes {
+			if p.Info == nil {
+				continue
+			}
+			v, err := typeurl.UnmarshalAny(p.Info)
+			if err != nil {
+				t.Fatal(err)
+			}
+			execs = append(execs, fmt.Sprintf("%d %s", p.Pid, v.(*runcopts.ProcessDetails).ExecID))
+		}
+		if fmt.Sprint(execs) != "[43 e43]" {
+			t.Fatalf("exec details %v, want [43 e43]", execs)
 		}
 	})
 	t.Run("unsupported calls are NotImplemented", func(t *testing.T) {
@@ -317,14 +469,8 @@ func TestServiceErrors(t *testing.T) {
 				_, err := fx.client.Checkpoint(ctx, &taskapi.CheckpointTaskRequest{ID: "c1"})
 				return err
 			},
-			"Exec": func() error {
-				_, err := fx.client.Exec(ctx, &taskapi.ExecProcessRequest{ID: "c1", ExecID: "e"})
-				return err
-			},
-			"ResizePty": func() error { _, err := fx.client.ResizePty(ctx, &taskapi.ResizePtyRequest{ID: "c1"}); return err },
-			"CloseIO":   func() error { _, err := fx.client.CloseIO(ctx, &taskapi.CloseIORequest{ID: "c1"}); return err },
-			"Update":    func() error { _, err := fx.client.Update(ctx, &taskapi.UpdateTaskRequest{ID: "c1"}); return err },
-			"Stats":     func() error { _, err := fx.client.Stats(ctx, &taskapi.StatsRequest{ID: "c1"}); return err },
+			"Update": func() error { _, err := fx.client.Update(ctx, &taskapi.UpdateTaskRequest{ID: "c1"}); return err },
+			"Stats":  func() error { _, err := fx.client.Stats(ctx, &taskapi.StatsRequest{ID: "c1"}); return err },
 			"Create from checkpoint": func() error {
 				_, err := fx.client.Create(ctx, &taskapi.CreateTaskRequest{ID: "c9", Checkpoint: "/cp"})
 				return err
