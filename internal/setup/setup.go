@@ -18,8 +18,10 @@ import (
 	"runtime"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/autokill/containerd-shim-autokill-v1/internal/hooks"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
@@ -80,6 +82,10 @@ type Exec struct {
 	Env             []string
 	NoNewPrivileges bool
 	Fallback        bool
+	// StartHooks are the startContainer hooks, run after Start in the
+	// container, with its credentials and root, right before execve.
+	StartHooks []hooks.Hook
+	HookState  *specs.State
 }
 
 // exec runs the last steps and execs the entrypoint; it returns only on error.
@@ -91,6 +97,9 @@ func (e *Exec) exec(syncFd int) error {
 		if daemonGone(syncFd) {
 			os.Exit(1)
 		}
+	}
+	if err := containerHooks("startContainer", e.StartHooks, e.HookState, specs.StateCreated); err != nil {
+		return err
 	}
 	// no_new_privs last: nothing after it needs to gain privileges, and
 	// it must be set by the thread that calls execve.
@@ -225,6 +234,9 @@ func Run(p *spec.Plan, joined func() error, console func(master *os.File) error)
 	if err := cgroupNS(); err != nil {
 		return nil, err
 	}
+	if err := createContainerHooks(p); err != nil {
+		return nil, err
+	}
 
 	// 5. From here on "/" is the container's: the host's tree is gone
 	// from this mount namespace.
@@ -284,7 +296,12 @@ func Run(p *spec.Plan, joined func() error, console func(master *os.File) error)
 	if err := setPersonality(p.Personality); err != nil {
 		return nil, err
 	}
-	return prepareProcess(&p.Process, last, p.Fallback)
+	ex, err := prepareProcess(&p.Process, last, p.Fallback)
+	if err != nil {
+		return nil, err
+	}
+	ex.StartHooks, ex.HookState = p.Hooks.StartContainer, p.Hooks.State
+	return ex, nil
 }
 
 // prepareProcess applies what belongs to the process rather than to the

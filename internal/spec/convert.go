@@ -83,6 +83,12 @@ func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
 	if p.TimeOffsets, err = convertTimeOffsets(l.TimeOffsets, p.Namespaces); err != nil {
 		return nil, err
 	}
+	if p.Hooks, err = convertHooks(s.Hooks); err != nil {
+		return nil, err
+	}
+	if p.Hooks.Any() {
+		p.Hooks.State = &specs.State{Version: specs.Version, Bundle: bundle, Annotations: s.Annotations}
+	}
 	p.OOMScoreAdj = s.Process.OOMScoreAdj
 	if err := checkOOMScoreAdj(p.OOMScoreAdj); err != nil {
 		return nil, err
@@ -106,10 +112,6 @@ func checkUnsupportedTop(s *specs.Spec) error {
 	}
 	if s.Linux == nil {
 		return invalid("linux", "missing")
-	}
-	if h := s.Hooks; h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+
-		len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0 {
-		return unsupported("hooks")
 	}
 	switch {
 	case s.Solaris != nil:

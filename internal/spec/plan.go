@@ -80,6 +80,9 @@ type Plan struct {
 	// TimeOffsets are written to the new time namespace (NewTimeNS)
 	// before any process is in it.
 	TimeOffsets []TimeOffset
+	// Hooks are the spec's hooks and the state the setup face hands to
+	// the ones it runs (hooks.go).
+	Hooks Hooks
 }
 
 // Namespaces describes the namespaces of the container's init.

@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/hooks"
 )
 
 const bundle = "/run/containerd/io.containerd.runtime.v2.task/default/test"
@@ -356,7 +358,11 @@ func TestInvalidPlans(t *testing.T) {
 		{"no linux", func(s *specs.Spec) { s.Linux = nil }, "linux: missing"},
 		{"no root", func(s *specs.Spec) { s.Root = nil }, "root.path: missing"},
 		{"root is /", func(s *specs.Spec) { s.Root.Path = "/" }, "root.path"},
-		{"hooks", func(s *specs.Spec) { s.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: "/x"}}} }, "hooks " + unsup},
+		{"relative hook", func(s *specs.Spec) { s.Hooks = &specs.Hooks{Poststop: []specs.Hook{{Path: "x"}}} }, `hooks.poststop[0].path: "x" is not absolute`},
+		{"zero hook timeout", func(s *specs.Spec) {
+			zero := 0
+			s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/x"}, {Path: "/y", Timeout: &zero}}}
+		}, "hooks.createRuntime[1].timeout: 0 is not greater than zero"},
 		{"windows", func(s *specs.Spec) { s.Windows = &specs.Windows{} }, "windows " + unsup},
 		{"unknown ns", func(s *specs.Spec) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "foo"})
@@ -580,5 +586,26 @@ func TestCapabilityTable(t *testing.T) {
 	}
 	if n, ok := CapabilityNumber("CAP_SYS_ADMIN"); !ok || n != 21 {
 		t.Errorf("CAP_SYS_ADMIN = %d %v", n, ok)
+	}
+}
+
+func TestHooksPlan(t *testing.T) {
+	s := fixture(t, "ctr-run-containerd-2.4.json")
+	five := 5
+	s.Hooks = &specs.Hooks{
+		CreateRuntime:  []specs.Hook{{Path: "/bin/a", Args: []string{"a", "x"}, Env: []string{"K=V"}, Timeout: &five}},
+		StartContainer: []specs.Hook{{Path: "/bin/b"}},
+	}
+	p, err := NewPlan(bundle, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Hooks{
+		CreateRuntime:  []hooks.Hook{{Path: "/bin/a", Args: []string{"a", "x"}, Env: []string{"K=V"}, Timeout: 5}},
+		StartContainer: []hooks.Hook{{Path: "/bin/b"}},
+		State:          &specs.State{Version: specs.Version, Bundle: bundle, Annotations: s.Annotations},
+	}
+	if !reflect.DeepEqual(p.Hooks, want) || !p.Hooks.Any() {
+		t.Fatalf("hooks = %+v, want %+v", p.Hooks, want)
 	}
 }

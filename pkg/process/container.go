@@ -57,6 +57,7 @@ type Container struct {
 	feat        cgfeat // pause, update, stats, OOM (cgfeat.go)
 
 	exited chan struct{} // closed once exit is recorded; not guarded
+	hooks  *spec.Hooks   // the spec's hooks, nil for none; set by create (hooks.go)
 }
 
 // Create sets up the container described by cfg and leaves its init waiting
@@ -152,6 +153,7 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 		c.guarded = true
 	}
 	plan.Fallback = !c.sys.native()
+	c.prepareHooks(plan)
 	if err := c.sync.SendPlan(plan); err != nil {
 		return c.setupError(ctx, err)
 	}
@@ -161,6 +163,9 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 		if err := c.cg.Add(c.proc.Pid()); err != nil {
 			return err
 		}
+	}
+	if err := c.runtimeHooks(ctx); err != nil {
+		return err
 	}
 	if err := c.sync.SendJoined(); err != nil {
 		// The setup face is gone (EPIPE): most likely it failed before it
@@ -321,7 +326,13 @@ func (c *Container) ID() string { return c.id }
 
 // Start execs the user's entrypoint and publishes TaskStart.
 // FailedPrecondition unless the container is created.
-func (c *Container) Start(ctx context.Context) (uint32, error) {
+func (c *Container) Start(ctx context.Context) (_ uint32, retErr error) {
+	// After mu is released: a slow poststart hook must not block Kill.
+	defer func() {
+		if retErr == nil {
+			c.poststartHooks(ctx)
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	to, err := next(opStart, c.status)
@@ -442,6 +453,7 @@ func (c *Container) Delete(ctx context.Context) (Exit, error) {
 	if err := c.cleanup(ctx); err != nil {
 		return Exit{}, fmt.Errorf("delete %s: %w", c.id, err)
 	}
+	c.poststopHooks(ctx)
 	c.proc.Close()
 	c.status = to
 	c.publish(ctx, "/tasks/delete", &eventstypes.TaskDelete{

@@ -40,6 +40,7 @@ func ociFeatures(mode pidfd.Mode) *features.Features {
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
 		MountOptions:  mount.Names(),
+		Hooks:         spec.HookNames(),
 		Linux: &features.Linux{
 			Namespaces:   spec.NamespaceTypes(),
 			Capabilities: spec.CapabilityNames(),
