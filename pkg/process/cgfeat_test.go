@@ -144,7 +144,7 @@ func waitTopics(t *testing.T, rec *recorder, id string, want []string) {
 func TestPauseKillDelete(t *testing.T) {
 	ctx := context.Background()
 	sys := newFakeSystem()
-	rec := &recorder{topics: map[string][]string{}}
+	rec := newRecorder()
 	c, g := newFakeContainer(t, sys, rec, "p")
 	if err := c.Resume(ctx); !errdefs.IsFailedPrecondition(err) {
 		t.Fatalf("resume running: %v", err)
@@ -200,7 +200,7 @@ func TestPauseKillDelete(t *testing.T) {
 func TestOOMBeforeExit(t *testing.T) {
 	ctx := context.Background()
 	sys := newFakeSystem()
-	rec := &recorder{topics: map[string][]string{}}
+	rec := newRecorder()
 	c, g := newFakeContainer(t, sys, rec, "o")
 	fc := controlOf(g)
 	fc.oomKill(nil, true)

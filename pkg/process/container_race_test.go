@@ -278,6 +278,10 @@ type recorder struct {
 	all    map[string][]string
 }
 
+func newRecorder() *recorder {
+	return &recorder{topics: map[string][]string{}, all: map[string][]string{}}
+}
+
 func (r *recorder) Publish(_ context.Context, topic string, ev typeurl.Any) {
 	v, err := typeurl.UnmarshalAny(ev)
 	if err != nil {
@@ -356,7 +360,7 @@ func TestLifecycleRaces(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sys := newFakeSystem()
 			sys.nativeMode, sys.execFail, sys.hostPID = tc.native, tc.execFail, tc.hostPID
-			rec := &recorder{topics: map[string][]string{}, all: map[string][]string{}}
+			rec := newRecorder()
 			for i := 0; i < 40; i++ {
 				raceOnce(t, sys, rec, fmt.Sprintf("c%d", i), tc.hostPID)
 			}
