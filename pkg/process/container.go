@@ -283,8 +283,9 @@ func (c *Container) watch() {
 	for _, ch := range live {
 		<-ch
 	}
-	// What the init wrote to its terminal, before its exit.
+	// What the init wrote to its terminal or fifos, before its exit.
 	c.io.drainConsole()
+	c.io.drainOutput()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(live) > 0 {

@@ -235,6 +235,7 @@ func (c *Container) watchExec(e *execProcess) {
 	// e.io is set before this watcher starts and released only once the
 	// exec is stopped, which is below.
 	e.io.drainConsole()
+	e.io.drainOutput()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.finish(Exit{Pid: uint32(e.proc.Pid()), Status: uint32(ex.Status), At: ex.At})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -205,5 +206,30 @@ func (s *stdio) attachConsole(ctx context.Context, id string, master *os.File) e
 func (s *stdio) drainConsole() {
 	if s != nil && s.console != nil {
 		s.console.drain()
+	}
+}
+
+// outputDrain bounds how long an exit waits for containerd to read what
+// the process left in its output fifos.
+const outputDrain = 2 * time.Second
+
+// drainOutput waits (bounded) until containerd has read what the process
+// wrote to its output fifos. The process writes into the fifo itself, so
+// at its exit the last of its output may still sit in the pipe; containerd
+// closes its reader soon after it sees the exit (containerd's runc shim
+// finishes its own copy before it reports the exit, for the same reason).
+func (s *stdio) drainOutput() {
+	if s == nil {
+		return
+	}
+	deadline := time.Now().Add(outputDrain)
+	for _, f := range s.keep {
+		for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
+			n, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCINQ) // FIONREAD: bytes unread in the pipe
+			if err != nil || n == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(wait)
+		}
 	}
 }
