@@ -355,6 +355,18 @@ func (c *Container) Start(ctx context.Context) (_ uint32, retErr error) {
 		return 0, fmt.Errorf("start %s: %w", c.id, err)
 	}
 	if err := conn.RecvExec(); err != nil {
+		// The setup face reported and exits. Answer once its exit is
+		// recorded (TaskExit queued, state stopped), as runc's shim does:
+		// a client that deletes the task right after the failed Start
+		// (ctr run --rm) must not be refused for a task still "created".
+		_ = c.proc.Signal(syscall.SIGKILL)
+		c.mu.Unlock()
+		select {
+		case <-c.exited:
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+		}
+		c.mu.Lock()
 		return 0, fmt.Errorf("start %s: %w", c.id, err)
 	}
 	c.status = to
