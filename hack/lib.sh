@@ -81,3 +81,10 @@ ak_module() {
 	*) echo github.com/containerd/containerd/v2 ;;
 	esac
 }
+
+# ak_failures LOG: the lines of a test log that name what failed (failed tests, panics, a timeout),
+# at most 30, so that a tier's closing summary says which test broke even when only the end of a
+# long CI log is kept.
+ak_failures() {
+	grep -E -e '--- FAIL|^(\[vm\] )?panic:|test timed out after|^(\[vm\] )?FAIL' "$1" 2>/dev/null | head -n 30 || true
+}

@@ -45,21 +45,26 @@ go test -c -o bin/integration.test ./integration
 
 rc=0
 summary=()
+failures=()
+tierlog=$(mktemp)
+trap 'rm -f "$tierlog"' EXIT
 for bd in "${dirs[@]}"; do
 	ver=$("$bd/containerd" --version 2>/dev/null | awk '{print $3}') || ver="missing in $bd"
 	echo
 	echo "== host tier: kernel $(uname -r), containerd ${ver} (runtime $AUTOKILL_RUNTIME) =="
 	t0=$SECONDS
 	# shellcheck disable=SC2086 # AUTOKILL_TEST_ARGS is a list of flags
-	if AUTOKILL_CONTAINERD_BIN_DIR=$bd bin/integration.test -test.v -test.count=1 -test.timeout=20m ${AUTOKILL_TEST_ARGS:-}; then
+	if AUTOKILL_CONTAINERD_BIN_DIR=$bd bin/integration.test -test.v -test.count=1 -test.timeout=20m ${AUTOKILL_TEST_ARGS:-} 2>&1 | tee "$tierlog"; then
 		res=PASS
 	else
 		res=FAIL
 		rc=1
+		while IFS= read -r l; do failures+=("containerd ${ver}: $l"); done < <(ak_failures "$tierlog")
 	fi
 	echo "== host tier: containerd ${ver}: $res =="
 	summary+=("containerd ${ver}: $res in $((SECONDS - t0)) s")
 done
 echo
 for s in "${summary[@]}"; do echo "== host tier ($AUTOKILL_RUNTIME): $s =="; done
+for f in "${failures[@]}"; do echo "== host tier failed: $f"; done
 exit $rc

@@ -55,6 +55,9 @@ hack/vm/fetch.sh
 SUITES=" ${AUTOKILL_VM_SUITES:-integration setup units} "
 rc=0
 summary=()
+failures=()
+tierlog=$(mktemp)
+trap 'rm -f "$tierlog"' EXIT
 [[ $SUITES == *" integration "* ]] || VERSIONS=()
 for v in "${VERSIONS[@]}"; do
 	bd=$(ak_bin_dir "$v")
@@ -65,8 +68,8 @@ for v in "${VERSIONS[@]}"; do
 	set +e
 	# shellcheck disable=SC2086
 	AUTOKILL_CONTAINERD_BIN_DIR=$bd hack/vm/run.sh --timeout "$VM_TIMEOUT" -- \
-		bin/integration.test -test.v -test.count=1 -test.timeout="${TEST_TIMEOUT}s" ${AUTOKILL_TEST_ARGS:-}
-	st=$?
+		bin/integration.test -test.v -test.count=1 -test.timeout="${TEST_TIMEOUT}s" ${AUTOKILL_TEST_ARGS:-} 2>&1 | tee "$tierlog"
+	st=${PIPESTATUS[0]}
 	set -e
 	case $st in
 	0) res=PASS ;;
@@ -74,7 +77,10 @@ for v in "${VERSIONS[@]}"; do
 	125) res="FAIL (the VM could not run the tests)" ;;
 	*) res="FAIL (exit status $st)" ;;
 	esac
-	[ $st = 0 ] || rc=1
+	if [ "$st" != 0 ]; then
+		rc=1
+		while IFS= read -r l; do failures+=("containerd $ver: $l"); done < <(ak_failures "$tierlog")
+	fi
 	summary+=("containerd $ver: $res in $((SECONDS - t0)) s")
 	echo "== vm tier: containerd $ver: $res =="
 done
@@ -88,11 +94,14 @@ if [[ $SUITES == *" setup "* ]] && { [ -z "${AUTOKILL_TEST_ARGS:-}" ] || [ -n "$
 	t0=$SECONDS
 	set +e
 	# shellcheck disable=SC2086
-	(cd internal/setup && ../../hack/vm/run.sh --timeout 300 -- "$PWD/../../bin/setup.test" -test.v -test.count=1 ${AUTOKILL_SETUP_TEST_ARGS:-})
-	st=$?
+	(cd internal/setup && ../../hack/vm/run.sh --timeout 300 -- "$PWD/../../bin/setup.test" -test.v -test.count=1 ${AUTOKILL_SETUP_TEST_ARGS:-}) 2>&1 | tee "$tierlog"
+	st=${PIPESTATUS[0]}
 	set -e
-	[ $st = 0 ] || rc=1
-	summary+=("internal/setup: $([ $st = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
+	if [ "$st" != 0 ]; then
+		rc=1
+		while IFS= read -r l; do failures+=("internal/setup: $l"); done < <(ak_failures "$tierlog")
+	fi
+	summary+=("internal/setup: $([ "$st" = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
 fi
 
 # Unit tests whose outcome depends on the kernel or the cgroup layout, run from their package
@@ -111,12 +120,16 @@ if [[ $SUITES == *" pidfd "* || $SUITES == *" units "* ]] && [ -z "${AUTOKILL_TE
 	echo
 	t0=$SECONDS
 	set +e
-	hack/vm/run.sh --timeout 600 -- sh -c "rc=0; ${script}exit \$rc"
-	st=$?
+	hack/vm/run.sh --timeout 600 -- sh -c "rc=0; ${script}exit \$rc" 2>&1 | tee "$tierlog"
+	st=${PIPESTATUS[0]}
 	set -e
-	[ $st = 0 ] || rc=1
-	summary+=("unit tests ($UNIT_PKGS): $([ $st = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
+	if [ "$st" != 0 ]; then
+		rc=1
+		while IFS= read -r l; do failures+=("unit tests: $l"); done < <(ak_failures "$tierlog")
+	fi
+	summary+=("unit tests ($UNIT_PKGS): $([ "$st" = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
 fi
 echo
 for s in "${summary[@]}"; do echo "== vm tier: $s =="; done
+for f in "${failures[@]}"; do echo "== vm tier failed: $f"; done
 exit $rc
