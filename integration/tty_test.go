@@ -1,7 +1,7 @@
 package integration
 
-// Issue 8, point 2: terminals for the init (ctr run -t; execs with a
-// terminal are refused for now). ctr runs on a pty of the test's, as under a terminal
+// Issue 8, point 2: terminals for the init (ctr run -t) and for execs
+// (ctr task exec -t). ctr runs on a pty of the test's, as under a terminal
 // emulator: its session's controlling terminal, so that a resize of it
 // reaches ctr as SIGWINCH, as it would from tmux.
 
@@ -124,7 +124,9 @@ func (c *ttyCtr) wait(t *testing.T) {
 
 // interactive drives a shell on the terminal: a command typed, its echo
 // and output, the size ctr passed on, a resize seen by stty, and exit.
-func interactive(t *testing.T, c *ttyCtr) {
+// With devConsole, /dev/console must be the terminal (the runtime spec's
+// bind of the pty onto it, for the init).
+func interactive(t *testing.T, c *ttyCtr, devConsole bool) {
 	t.Helper()
 	// The marker is computed by the shell, so finding it proves the
 	// command ran, not only that the input was echoed.
@@ -148,6 +150,10 @@ func interactive(t *testing.T, c *ttyCtr) {
 		time.Sleep(200 * time.Millisecond)
 		return strings.Contains(c.output()[at:], "33 111")
 	}, func() string { return fmt.Sprintf("terminal output:\n%q", c.output()) })
+	if devConsole {
+		c.send(t, "[ /dev/console -ef \"$(tty)\" ] && echo console-$((6*7))\r")
+		c.expect(t, at, "console-42")
+	}
 	c.send(t, "tty; exit 3\r")
 	c.expect(t, at, "/dev/pts/")
 	c.wait(t)
@@ -157,15 +163,32 @@ func interactive(t *testing.T, c *ttyCtr) {
 func TestAPITerminalRun(t *testing.T) {
 	id := newContainerID(t)
 	c := startTTYCtr(t, 24, 80, "run", "--rm", "-t", "--runtime", runtimeName, imageRef, id, "sh")
-	interactive(t, c)
+	interactive(t, c, true)
 	if ee, ok := c.err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
 		t.Errorf("ctr run -t: %v, want exit 3", c.err)
 	}
 }
 
-// TestAPITerminalOutputComplete: a megabyte written to the terminal
-// reaches ctr whole, though the process exits right after writing it.
-func TestAPITerminalOutputComplete(t *testing.T) {
+// TestAPIExecTerminal: ctr task exec -t is interactive, and so is a
+// second one after the first has ended.
+func TestAPIExecTerminal(t *testing.T) {
+	id := newContainerID(t)
+	runDetached(t, id, 1, nil, "exec sleep 1000")
+	for i, execID := range []string{"t1", "t2"} {
+		c := startTTYCtr(t, 24, 80, "task", "exec", "-t", "--exec-id", execID, id, "sh")
+		interactive(t, c, false)
+		if ee, ok := c.err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+			t.Errorf("exec %d: ctr task exec -t: %v, want exit 3", i, c.err)
+		}
+	}
+}
+
+// TestTerminalOutputComplete: a megabyte written to the terminal reaches
+// ctr whole, though the process exits right after writing it. Ours only:
+// containerd's runc shim publishes the exit before its console copy has
+// finished, and ctr then stops reading (3 runs in 4 lost the last 25-55
+// KB with runc 1.1.5 on containerd 1.6 and 2.2, init and exec alike).
+func TestTerminalOutputComplete(t *testing.T) {
 	const n = 1 << 20
 	script := fmt.Sprintf("head -c %d /dev/zero | tr '\\0' Q; echo; echo END", n)
 	check := func(t *testing.T, c *ttyCtr) {
@@ -183,5 +206,12 @@ func TestAPITerminalOutputComplete(t *testing.T) {
 	t.Run("init", func(t *testing.T) {
 		id := newContainerID(t)
 		check(t, startTTYCtr(t, 24, 80, "run", "--rm", "-t", "--runtime", runtimeName, imageRef, id, "sh", "-c", script))
+	})
+	t.Run("exec", func(t *testing.T) {
+		id := newContainerID(t)
+		runDetached(t, id, 1, nil, "exec sleep 1000")
+		for _, execID := range []string{"o1", "o2", "o3"} {
+			check(t, startTTYCtr(t, 24, 80, "task", "exec", "-t", "--exec-id", execID, id, "sh", "-c", script))
+		}
 	})
 }

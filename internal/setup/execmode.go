@@ -93,7 +93,7 @@ func runExec(p *spec.ExecPlan, console func(*os.File) error) (*Exec, error) {
 	}
 	// In the container's mount namespace: its devpts.
 	if p.Process.Terminal {
-		if err := sendConsole(p.Process.ConsoleSize, console); err != nil {
+		if err := sendConsole(p.Process.ConsoleSize, false, console); err != nil {
 			return nil, err
 		}
 	}

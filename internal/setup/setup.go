@@ -243,16 +243,18 @@ func Run(p *spec.Plan, joined func() error, console func(master *os.File) error)
 	if err := pivotRoot(p.Root); err != nil {
 		return nil, err
 	}
+	// The terminal comes from the container's own devpts, so after
+	// pivot_root, and before a read-only root, which may hold the
+	// /dev/console it is bound on; the daemon copies between its master
+	// and containerd.
+	if p.Process.Terminal {
+		if err := sendConsole(p.Process.ConsoleSize, true, console); err != nil {
+			return nil, err
+		}
+	}
 	if p.RootReadonly {
 		if err := remountRootReadonly(); err != nil {
 			return nil, fmt.Errorf("root.readonly: %w", err)
-		}
-	}
-	// The terminal comes from the container's own devpts, so after
-	// pivot_root; the daemon copies between its master and containerd.
-	if p.Process.Terminal {
-		if err := sendConsole(p.Process.ConsoleSize, console); err != nil {
-			return nil, err
 		}
 	}
 

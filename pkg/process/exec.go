@@ -71,12 +71,6 @@ func (c *Container) Exec(ctx context.Context, cfg ExecConfig) error {
 	if err != nil {
 		return fmt.Errorf("exec %s in %s: %w", cfg.ID, c.id, err)
 	}
-	if plan.Process.Terminal || cfg.Terminal {
-		// The pty reaches the daemon and is copied (the spawn path below
-		// has it), but ctr task exec -t still hangs after some execs:
-		// refused until that is found.
-		return fmt.Errorf("exec %s in %s: terminal: %w", cfg.ID, c.id, errdefs.ErrNotImplemented)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.execAllowed(); err != nil {
