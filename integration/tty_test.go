@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 )
 
 // ttyCtr is ctr running on a pty of the test's.
@@ -214,4 +215,53 @@ func TestTerminalOutputComplete(t *testing.T) {
 			check(t, startTTYCtr(t, 24, 80, "task", "exec", "-t", "--exec-id", execID, id, "sh", "-c", script))
 		}
 	})
+}
+
+// TestAPITerminalAttach: a task with a terminal, started detached, is
+// attached to, detached from (the client killed) and attached to again,
+// and what is typed each time reaches it: a client going away is no end
+// of input. CloseIO, once the last client has gone too, hangs the
+// terminal up: the session gets SIGHUP.
+func TestAPITerminalAttach(t *testing.T) {
+	id := newContainerID(t)
+	script := `trap "exit 7" HUP; while read l; do echo got-$l; done; exec sleep 60`
+	run := startTTYCtr(t, 24, 80, runArgs([]string{"-d", "-t"}, id, "sh", "-c", script)...)
+	run.wait(t)
+	if run.err != nil {
+		t.Fatalf("ctr run -d -t: %v\n%q", run.err, run.output())
+	}
+	waitTaskStatus(t, id, "RUNNING", timeout(30*time.Second))
+	var last *ttyCtr
+	for _, word := range []string{"one", "two"} {
+		a := startTTYCtr(t, 24, 80, "task", "attach", id)
+		// ctr attaches its fifos after it starts: type until the echo shows.
+		waitFor(t, timeout(30*time.Second), "typed input to reach the task", func() bool {
+			a.send(t, word+"\r")
+			time.Sleep(200 * time.Millisecond)
+			return strings.Contains(a.output(), "got-"+word)
+		}, func() string { return fmt.Sprintf("terminal output:\n%q", a.output()) })
+		if st, ok := taskStatus(t, id); !ok || st.Status != "RUNNING" {
+			t.Fatalf("after attach %s: task %+v", word, st)
+		}
+		if last != nil {
+			last.cmd.Process.Kill()
+			last.wait(t)
+		}
+		last = a
+	}
+	// Detach the second client only after CloseIO: input ends when both
+	// the shim's writer and containerd's are gone.
+	ctx, tasks := tasksClient(t)
+	if _, err := tasks.CloseIO(ctx, &tasksapi.CloseIORequest{ContainerID: id, Stdin: true}); err != nil {
+		t.Fatalf("CloseIO: %v", err)
+	}
+	if st, ok := taskStatus(t, id); !ok || st.Status != "RUNNING" {
+		t.Fatalf("after CloseIO with a client attached: task %+v", st)
+	}
+	last.cmd.Process.Kill()
+	last.wait(t)
+	waitTaskStatus(t, id, "STOPPED", timeout(30*time.Second))
+	if code := deleteTask(t, id); code != 7 {
+		t.Errorf("exit status %d, want 7 (the SIGHUP trap of a hung-up terminal)", code)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,8 +24,9 @@ const consoleDrain = 2 * time.Second
 // console copies between a process's pty master and containerd's IO:
 // stdin fifo → master, master → stdout.
 type console struct {
-	master *os.File
-	done   chan struct{} // closed once the output copy has ended
+	master    *os.File
+	done      chan struct{} // closed once the output copy has ended
+	closeOnce sync.Once
 }
 
 // ptyMaster checks that an fd the setup face sent is a pty master.
@@ -77,12 +79,18 @@ func startConsole(ctx context.Context, id string, master, in, out *os.File) (*co
 			defer r.Close()
 			if _, err := io.Copy(m, fifoReader{r}); err != nil && !errors.Is(err, os.ErrClosed) {
 				log.G(ctx).WithError(err).WithField("id", id).Debug("terminal input")
+				return
 			}
+			// The end of input (CloseIO, then containerd's writer gone):
+			// the terminal is hung up, as a terminal whose user has gone
+			// is: the session gets SIGHUP (containerd's runc shim closes
+			// its console the same way).
+			c.close()
 		}()
 	}
 	go func() {
 		defer close(c.done)
-		if _, err := io.Copy(out, ptyReader{m}); err != nil {
+		if _, err := io.Copy(out, ptyReader{m}); err != nil && !errors.Is(err, os.ErrClosed) {
 			log.G(ctx).WithError(err).WithField("id", id).Warn("terminal output")
 		}
 	}()
@@ -113,7 +121,7 @@ func (c *console) drain() {
 }
 
 func (c *console) close() {
-	c.master.Close()
+	c.closeOnce.Do(func() { c.master.Close() })
 }
 
 // ptyReader: a master whose slave every process has closed reads EIO.

@@ -375,6 +375,25 @@ func (c *Container) execPids() map[uint32]string {
 	return m
 }
 
+// CloseIO closes the stdin of the init (execID "") or an exec: see
+// stdio.closeStdin.
+func (c *Container) CloseIO(execID string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	io := c.io
+	if execID != "" {
+		e, err := c.execLocked(execID)
+		if err != nil {
+			return err
+		}
+		io = e.io
+	}
+	if err := io.closeStdin(); err != nil {
+		return fmt.Errorf("close the stdin of %s: %w", c.id, err)
+	}
+	return nil
+}
+
 // ResizePty sets the terminal size of the init (execID "") or an exec; a
 // process without a terminal has nothing to resize (as runc's shim).
 func (c *Container) ResizePty(execID string, width, height uint32) error {

@@ -28,6 +28,12 @@ type stdio struct {
 	// and copies between them and the pty's master (console).
 	termIn, termOut *os.File
 	console         *console
+	// termInKeep is the shim's own writer of the stdin fifo of a process
+	// with a terminal: a client that detaches (closes its writer) is then
+	// no end of input, and a later attach types on; CloseIO closes it,
+	// after which the end of containerd's input hangs the terminal up (as
+	// with containerd's runc shim).
+	termInKeep *os.File
 }
 
 // openTerminalStdio opens the IO of a process with a terminal.
@@ -38,6 +44,13 @@ func openTerminalStdio(ctx context.Context, id, ns, in, out, errp string) (*stdi
 	}
 	if in != "" {
 		s.termIn = s.child[0]
+		// A reader is open, so this never waits for one.
+		if s.termInKeep, err = os.OpenFile(in, os.O_WRONLY|unix.O_NONBLOCK, 0); err != nil {
+			s.child[0] = nil
+			s.closeChild()
+			s.close()
+			return nil, fmt.Errorf("stdin %q: %w", in, err)
+		}
 	} else {
 		s.child[0].Close()
 	}
@@ -170,12 +183,12 @@ func (s *stdio) close() error {
 		s.console.close()
 		s.console = nil
 	}
-	for _, f := range []*os.File{s.termIn, s.termOut} {
+	for _, f := range []*os.File{s.termIn, s.termOut, s.termInKeep} {
 		if f != nil {
 			f.Close()
 		}
 	}
-	s.termIn, s.termOut = nil, nil
+	s.termIn, s.termOut, s.termInKeep = nil, nil, nil
 	for _, f := range s.keep {
 		errs = append(errs, f.Close())
 	}
@@ -200,6 +213,19 @@ func (s *stdio) attachConsole(ctx context.Context, id string, master *os.File) e
 	}
 	s.console = c
 	return nil
+}
+
+// closeStdin is CloseIO's stdin: under a terminal it drops the shim's own
+// writer, so that input ends once containerd's writer is gone too.
+// Without one the process reads the fifo itself and the shim holds no
+// writer: nothing to do.
+func (s *stdio) closeStdin() error {
+	if s == nil || s.termInKeep == nil {
+		return nil
+	}
+	err := s.termInKeep.Close()
+	s.termInKeep = nil
+	return err
 }
 
 // drainConsole: see console.drain; nothing without a terminal.

@@ -23,6 +23,7 @@ type execTask interface {
 	WaitExec(ctx context.Context, id string) (process.Exit, error)
 	DeleteExec(ctx context.Context, id string) (process.Exit, error)
 	ResizePty(execID string, width, height uint32) error
+	CloseIO(execID string) error
 }
 
 func init() {
@@ -76,11 +77,19 @@ func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*
 	return empty, nil
 }
 
-// CloseIO: a process reads its stdin fifo directly and the shim holds no
-// writer of it, so the process sees EOF as soon as containerd closes its
-// own end; there is nothing for the shim to close.
+// CloseIO ends a process's input (process.Container.CloseIO).
 func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
-	if err := s.known(r.ID, r.ExecID); err != nil {
+	if !r.Stdin {
+		if err := s.known(r.ID, r.ExecID); err != nil {
+			return nil, err
+		}
+		return empty, nil
+	}
+	t, err := s.get(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.CloseIO(r.ExecID); err != nil {
 		return nil, err
 	}
 	return empty, nil

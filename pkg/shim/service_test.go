@@ -157,6 +157,8 @@ func (f *fakeTask) KillExec(ctx context.Context, id string, signal uint32) error
 	return nil
 }
 
+func (f *fakeTask) CloseIO(execID string) error { return f.ResizePty(execID, 0, 0) }
+
 func (f *fakeTask) ResizePty(execID string, w, h uint32) error {
 	if execID == "" {
 		return nil
