@@ -233,6 +233,11 @@ func TestAPITerminalAttach(t *testing.T) {
 	waitTaskStatus(t, id, "RUNNING", timeout(30*time.Second))
 	var last *ttyCtr
 	for _, word := range []string{"one", "two"} {
+		if last != nil {
+			// Detached: no client has the fifos open now.
+			last.cmd.Process.Kill()
+			last.wait(t)
+		}
 		a := startTTYCtr(t, 24, 80, "task", "attach", id)
 		// ctr attaches its fifos after it starts: type until the echo shows.
 		waitFor(t, timeout(30*time.Second), "typed input to reach the task", func() bool {
@@ -242,10 +247,6 @@ func TestAPITerminalAttach(t *testing.T) {
 		}, func() string { return fmt.Sprintf("terminal output:\n%q", a.output()) })
 		if st, ok := taskStatus(t, id); !ok || st.Status != "RUNNING" {
 			t.Fatalf("after attach %s: task %+v", word, st)
-		}
-		if last != nil {
-			last.cmd.Process.Kill()
-			last.wait(t)
 		}
 		last = a
 	}
