@@ -148,17 +148,63 @@ func (s *stdio) openOutput(p string) (child, keep *os.File, err error) {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
 		return f, nil, err
 	}
-	// Our reader first, so that opening for writing never blocks.
+	return openFifoWriter(p)
+}
+
+// fifoReaderWait bounds how long opening an output fifo waits for its
+// client's reader.
+var fifoReaderWait = 10 * time.Second
+
+// openFifoWriter opens the process's end of an output fifo, and the
+// shim's keep-alive reader. The writer is opened first, blocking until
+// the client's reader is there: containerd's client opens its reader in
+// a goroutine that may not have reached open(2) yet, and a reader that
+// arrives after a short-lived process has written and exited would wait
+// for a writer that never comes again (its data sits in the pipe, held
+// by our reader, until the client gives up). containerd's runc shim
+// opens its fifo writers the same way. Only if no reader comes in time
+// does our own reader complete the open.
+func openFifoWriter(p string) (child, keep *os.File, err error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	opened := make(chan result, 1)
+	go func() {
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		opened <- result{f, err}
+	}()
+	var r result
+	select {
+	case r = <-opened:
+	case <-time.After(fifoReaderWait):
+	}
+	// O_NONBLOCK: a reader's open never waits; it also ends the writer's
+	// open above if that is still waiting.
 	keep, err = os.OpenFile(p, os.O_RDONLY|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, err
+	if r.f == nil && r.err == nil {
+		if err != nil {
+			// Still waiting for a reader, which may never come: whoever
+			// finishes that open closes it.
+			go func() {
+				if r := <-opened; r.f != nil {
+					r.f.Close()
+				}
+			}()
+			return nil, nil, err
+		}
+		r = <-opened
 	}
-	child, err = os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		keep.Close()
-		return nil, nil, err
+	if err != nil || r.err != nil {
+		if keep != nil {
+			keep.Close()
+		}
+		if r.f != nil {
+			r.f.Close()
+		}
+		return nil, nil, errors.Join(r.err, err)
 	}
-	return child, keep, nil
+	return r.f, keep, nil
 }
 
 func isURI(p string) bool {
