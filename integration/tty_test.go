@@ -114,11 +114,19 @@ func (c *ttyCtr) wait(t *testing.T) {
 		select {
 		case <-ch:
 		case <-deadline:
+			ps := psTable(allProcs())
+			// ctr is a Go program: SIGQUIT makes it print where it is stuck
+			// onto its terminal.
+			_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+			time.Sleep(time.Second)
 			o := c.output()
-			if len(o) > 2000 {
-				o = o[:1000] + " [...] " + o[len(o)-1000:]
+			if i := strings.Index(o, "SIGQUIT"); i > 1000 {
+				o = o[:1000] + " [...] " + o[i:]
 			}
-			t.Fatalf("ctr still running (or its output unread); terminal output:\n%q\n%s", o, psTable(allProcs()))
+			if len(o) > 12000 {
+				o = o[:12000] + " [...]"
+			}
+			t.Fatalf("ctr still running (or its output unread); terminal output:\n%s\n%s", o, ps)
 		}
 	}
 }

@@ -58,7 +58,7 @@ func pollable(f *os.File) (*os.File, error) {
 }
 
 // startConsole takes the master and the process's IO (in may be nil) and
-// copies until the slave side is closed by all.
+// copies until the slave side is closed by all. On success it owns out.
 func startConsole(ctx context.Context, id string, master, in, out *os.File) (*console, error) {
 	if err := ptyMaster(master); err != nil {
 		return nil, err
@@ -93,6 +93,10 @@ func startConsole(ctx context.Context, id string, master, in, out *os.File) (*co
 		if _, err := io.Copy(out, ptyReader{m}); err != nil && !errors.Is(err, os.ErrClosed) {
 			log.G(ctx).WithError(err).WithField("id", id).Warn("terminal output")
 		}
+		// The last writer of containerd's stdout: its reader sees EOF now,
+		// not only at Delete (ctr 2.4's exec waits for that EOF before it
+		// deletes the process).
+		out.Close()
 	}()
 	return c, nil
 }

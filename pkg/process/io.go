@@ -252,11 +252,12 @@ func (s *stdio) attachConsole(ctx context.Context, id string, master *os.File) e
 	if err != nil {
 		return err
 	}
-	// The copier has its own fd of stdin.
+	// The copier has its own fd of stdin, and owns stdout from here.
 	if s.termIn != nil {
 		s.termIn.Close()
 		s.termIn = nil
 	}
+	s.termOut = nil
 	s.console = c
 	return nil
 }
