@@ -232,7 +232,9 @@ func TestTerminalOutputComplete(t *testing.T) {
 // terminal up: the session gets SIGHUP.
 func TestAPITerminalAttach(t *testing.T) {
 	id := newContainerID(t)
-	script := `trap "exit 7" HUP; while read l; do echo got-$l; done; exec sleep 60`
+	// A hung-up terminal reads EOF and its session gets SIGHUP, in
+	// either order: both end in exit 7.
+	script := `trap "exit 7" HUP; while read l; do echo got-$l; done; exit 7`
 	run := startTTYCtr(t, 24, 80, runArgs([]string{"-d", "-t"}, id, "sh", "-c", script)...)
 	run.wait(t)
 	if run.err != nil {
@@ -269,8 +271,48 @@ func TestAPITerminalAttach(t *testing.T) {
 	}
 	last.cmd.Process.Kill()
 	last.wait(t)
-	waitTaskStatus(t, id, "STOPPED", timeout(30*time.Second))
+	waitFor(t, timeout(30*time.Second), "the hung-up task to stop", func() bool {
+		st, ok := taskStatus(t, id)
+		return ok && st.Status == "STOPPED"
+	}, func() string {
+		r, err := tasks.Get(ctx, &tasksapi.GetRequest{ContainerID: id})
+		if err != nil {
+			return err.Error()
+		}
+		pid := int(r.Process.Pid)
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		wchan, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid))
+		var sig []string
+		for _, l := range strings.Split(string(st), "\n") {
+			if strings.HasPrefix(l, "Sig") || strings.HasPrefix(l, "ShdPnd") || strings.HasPrefix(l, "State") {
+				sig = append(sig, l)
+			}
+		}
+		return fmt.Sprintf("task %s pid %d wchan %s %v; holders of its stdin fifo %s: %v; of a pty master: %v",
+			r.Process.Status, pid, wchan, sig, r.Process.Stdin, fdHolders(r.Process.Stdin), append(fdHolders("/dev/ptmx"), fdHolders("/dev/pts/ptmx")...))
+	})
 	if code := deleteTask(t, id); code != 7 {
-		t.Errorf("exit status %d, want 7 (the SIGHUP trap of a hung-up terminal)", code)
+		t.Errorf("exit status %d, want 7 (a hung-up terminal)", code)
 	}
+}
+
+// fdHolders lists the processes with p open, and how (fdinfo flags).
+func fdHolders(p string) []string {
+	var out []string
+	for _, pid := range allProcs() {
+		fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, fd := range fds {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); l == p {
+				info, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+				flags := ""
+				for _, line := range strings.Split(string(info), "\n") {
+					if strings.HasPrefix(line, "flags:") {
+						flags = strings.TrimSpace(strings.TrimPrefix(line, "flags:"))
+					}
+				}
+				out = append(out, fmt.Sprintf("%d %v fd %s flags %s", pid, procCmdline(pid), fd.Name(), flags))
+			}
+		}
+	}
+	return out
 }

@@ -78,7 +78,7 @@ func startConsole(ctx context.Context, id string, master, in, out *os.File) (*co
 		go func() {
 			defer r.Close()
 			if _, err := io.Copy(m, fifoReader{r}); err != nil && !errors.Is(err, os.ErrClosed) {
-				log.G(ctx).WithError(err).WithField("id", id).Debug("terminal input")
+				log.G(ctx).WithError(err).WithField("id", id).Warn("terminal input")
 				return
 			}
 			// The end of input (CloseIO, then containerd's writer gone):
