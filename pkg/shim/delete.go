@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"io/fs"
 	"os"
@@ -64,6 +65,9 @@ func removeStaleSocket(ctx context.Context, bundle string) {
 		return
 	}
 	path := socketPath(address)
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return // the daemon removed it when it exited: nothing stale
+	}
 	if !isShimSocket(path) {
 		log.G(ctx).WithField("address", address).Warn("delete: <bundle>/address does not name a shim socket: left alone")
 		return
