@@ -322,6 +322,17 @@ func prepareProcess(proc *spec.Process, last uint, fallback bool) (*Exec, error)
 		return nil, err
 	}
 
+	// The AppArmor attr handle now, while a private procfs can still be
+	// made (the capabilities below may drop CAP_SYS_ADMIN); written last.
+	var aa *appArmorAttr
+	if proc.ApparmorProfile != "" {
+		var err error
+		if aa, err = openAppArmorAttr(); err != nil {
+			return nil, err
+		}
+		defer aa.Close()
+	}
+
 	// 8. Credentials. chdir first, as root, in case the user cannot
 	// search a parent of the cwd; again after the switch so that a cwd
 	// the user may not enter fails now, not at exec.
@@ -371,6 +382,18 @@ func prepareProcess(proc *spec.Process, last uint, fallback bool) (*Exec, error)
 	path, err := lookPath(proc.Args[0], proc.Env)
 	if err != nil {
 		return nil, err
+	}
+
+	// 10. AppArmor last, on the thread that execs, with the final
+	// credentials (procfs takes an attr write only from a file opened
+	// with the writer's credentials). A profile that is not loaded fails
+	// here, at Create or the exec, as runc's create does; the kernel
+	// keeps the profile for this thread's execve, set*id calls and hooks
+	// in between notwithstanding.
+	if aa != nil {
+		if err := aa.changeOnExec(proc.ApparmorProfile); err != nil {
+			return nil, err
+		}
 	}
 	return &Exec{
 		Path:            path,

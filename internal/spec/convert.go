@@ -399,8 +399,6 @@ func cleanPaths(field string, in []string) ([]string, error) {
 func convertProcess(sp *specs.Process) (Process, error) {
 	var p Process
 	switch {
-	case sp.ApparmorProfile != "":
-		return p, unsupported("process.apparmorProfile")
 	case sp.SelinuxLabel != "":
 		return p, unsupported("process.selinuxLabel")
 	case sp.ExecCPUAffinity != nil:
@@ -448,6 +446,9 @@ func convertProcess(sp *specs.Process) (Process, error) {
 	}
 	p.NoNewPrivileges = sp.NoNewPrivileges
 	var err error
+	if p.ApparmorProfile, err = convertAppArmorProfile(sp.ApparmorProfile); err != nil {
+		return p, err
+	}
 	if p.Capabilities, err = convertCapabilities(sp.Capabilities); err != nil {
 		return p, err
 	}

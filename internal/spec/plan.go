@@ -181,6 +181,11 @@ type Process struct {
 	// leaves the shim's.
 	Scheduler  *Scheduler
 	IOPriority *int
+	// ApparmorProfile is the AppArmor profile the process is exec'd
+	// into (trimmed), "" for none. The daemon refuses it where AppArmor
+	// is off (CheckAppArmor); the setup face writes it to the attr of the
+	// thread that execs, after the credentials are final.
+	ApparmorProfile string
 
 	// Terminal: the process gets a pty of the container's devpts as its
 	// controlling terminal and stdio; ConsoleSize its first size.

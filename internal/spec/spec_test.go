@@ -135,6 +135,19 @@ func TestValidPlans(t *testing.T) {
 		edit  func(*specs.Spec)
 		check func(*testing.T, *Plan)
 	}{
+		{"apparmor profile trimmed", func(s *specs.Spec) { s.Process.ApparmorProfile = " cri-containerd.apparmor.d\n" },
+			func(t *testing.T, p *Plan) {
+				if p.Process.ApparmorProfile != "cri-containerd.apparmor.d" {
+					t.Errorf("profile %q", p.Process.ApparmorProfile)
+				}
+				if err := CheckAppArmor(&p.Process, true); err != nil {
+					t.Errorf("with AppArmor on: %v", err)
+				}
+				err := CheckAppArmor(&p.Process, false)
+				if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "process.apparmorProfile") {
+					t.Errorf("with AppArmor off: %v", err)
+				}
+			}},
 		{"relative and absolute root", func(s *specs.Spec) { s.Root = &specs.Root{Path: "/srv/root/", Readonly: true} },
 			func(t *testing.T, p *Plan) {
 				if p.Root != "/srv/root" || !p.RootReadonly {
@@ -441,7 +454,10 @@ func TestInvalidPlans(t *testing.T) {
 		{"empty cwd", func(s *specs.Spec) { s.Process.Cwd = "" }, "process.cwd"},
 		{"bad env", func(s *specs.Spec) { s.Process.Env = append(s.Process.Env, "NOEQUALS") }, "process.env[1]"},
 
-		{"apparmor", func(s *specs.Spec) { s.Process.ApparmorProfile = "cri-containerd.apparmor.d" }, "process.apparmorProfile " + unsup},
+		{"apparmor blank", func(s *specs.Spec) { s.Process.ApparmorProfile = " \t " }, "process.apparmorProfile: \" \\t \" is blank"},
+		{"apparmor NUL", func(s *specs.Spec) { s.Process.ApparmorProfile = "a\x00b" }, "process.apparmorProfile: \"a\\x00b\" contains a control character"},
+		{"apparmor newline", func(s *specs.Spec) { s.Process.ApparmorProfile = "a\nexec b" }, "process.apparmorProfile: \"a\\nexec b\" contains a control character"},
+		{"apparmor too long", func(s *specs.Spec) { s.Process.ApparmorProfile = strings.Repeat("p", 4092) }, "process.apparmorProfile: a name of 4092 bytes"},
 		{"selinux", func(s *specs.Spec) { s.Process.SelinuxLabel = "x" }, "process.selinuxLabel " + unsup},
 		{"scheduler policy", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_ISO"} }, "process.scheduler.policy"},
 		{"scheduler fifo priority", func(s *specs.Spec) { s.Process.Scheduler = &specs.Scheduler{Policy: "SCHED_FIFO"} }, "process.scheduler.priority"},

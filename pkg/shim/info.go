@@ -16,6 +16,7 @@ import (
 	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
+	"github.com/autokill/containerd-shim-autokill-v1/pkg/process"
 )
 
 // featuresTypeURL is the type URL containerd registers for the OCI features
@@ -32,10 +33,12 @@ const checkpointNote = "not implemented: Checkpoint and restore answer NotImplem
 
 // ociFeatures is the OCI features document of the runtime, as `runc features`
 // prints it for runc. Its lists come from the tables spec validation uses
-// (mount.Options, spec.NamespaceTypes, spec.CapabilityNames), so it names
-// exactly what a Create accepts: CRI turns features on from it.
+// (mount.Options, spec.NamespaceTypes, spec.CapabilityNames) and the host
+// facts Create checks (process.AppArmorEnabled), so it names exactly what a
+// Create accepts: CRI turns features on from it.
 func ociFeatures(mode pidfd.Mode) *features.Features {
 	yes, no := true, false
+	appArmor := process.AppArmorEnabled()
 	return &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
@@ -52,7 +55,7 @@ func ociFeatures(mode pidfd.Mode) *features.Features {
 				Rdma:        &no,
 			},
 			Seccomp:         &features.Seccomp{Enabled: &no},
-			Apparmor:        &features.Apparmor{Enabled: &no},
+			Apparmor:        &features.Apparmor{Enabled: &appArmor}, // the host's, as Create and Exec see it
 			Selinux:         &features.Selinux{Enabled: &no},
 			IntelRdt:        &features.IntelRdt{Enabled: &no},
 			MountExtensions: &features.MountExtensions{IDMap: &features.IDMap{Enabled: &yes}},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,6 +213,24 @@ func TestFeaturesMatchValidation(t *testing.T) {
 	})); err != nil {
 		t.Errorf("advertised capabilities refused: %v", err)
 	}
+	// AppArmor: advertised exactly when a valid profile gets past Create's
+	// checks on this host; refused, it is FailedPrecondition.
+	plan, err := spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) { s.Process.ApparmorProfile = "autokill-test" }))
+	if err != nil {
+		t.Fatalf("a valid apparmorProfile refused by NewPlan: %v", err)
+	}
+	err = spec.CheckAppArmor(&plan.Process, process.AppArmorEnabled())
+	if advertised := *f.Linux.Apparmor.Enabled; (err == nil) != advertised {
+		t.Errorf("apparmorProfile: host check %v, advertised %v", err, advertised)
+	}
+	if err != nil && !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("apparmorProfile refused without FailedPrecondition: %v", err)
+	}
+	host, statErr := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	if want := statErr == nil && strings.TrimSpace(string(host)) == "Y"; *f.Linux.Apparmor.Enabled != want && statErr == nil {
+		t.Errorf("Apparmor.Enabled %v, the host's parameter says %q", *f.Linux.Apparmor.Enabled, host)
+	}
+
 	// One past the last one advertised, and a name Linux does not have.
 	for _, c := range []string{"CAP_LAST_PLUS_ONE", "CAP_FLY"} {
 		if _, err := spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) {
