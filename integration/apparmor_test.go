@@ -120,9 +120,10 @@ func aaProcess(profile string, args ...string) *specs.Process {
 
 // TestAPIAppArmorProfile: an init and execs with process.apparmorProfile
 // run confined by that profile where AppArmor is on: their label says so,
-// and what the profile denies fails while the rest works. An exec that
-// names no profile gets the container's (runc's rule), one that names
-// another gets that one. A profile that is not loaded fails the create or
+// and what the profile denies fails while the rest works. An exec gets the
+// profile its process object names: ctr task exec copies the container's,
+// one naming another gets that one, one naming none runs unconfined (as
+// with runc). A profile that is not loaded fails the create or
 // the exec, with nothing left behind. Where AppArmor is off, the profile
 // is refused: FailedPrecondition with ours, before anything runs.
 func TestAPIAppArmorProfile(t *testing.T) {
@@ -221,7 +222,9 @@ func testAppArmorConfined(t *testing.T) {
 		checkAAOutput(t, "ctr task exec", aaProfileA, r.Stdout)
 	}
 	for _, tc := range []struct{ execID, profile, want string }{
-		{"inherits", "", aaProfileA},
+		// The process object is the whole of it: no profile, none
+		// (runc's rule; ctr and CRI copy the container's into it).
+		{"none", "", ""},
 		{"own", aaProfileB, aaProfileB},
 	} {
 		status, out, err := aaExec(t, id, tc.execID, aaProcess(tc.profile, "sh", "-c", aaScript))

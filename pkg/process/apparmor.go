@@ -26,16 +26,14 @@ func newPlan(bundle string, s *specs.Spec) (*spec.Plan, error) {
 	return p, nil
 }
 
-// newExecPlan is spec.NewExecPlan plus the host check. A process that names
-// no AppArmor profile runs in the container's, as runc's exec does: an exec
-// does not leave the init's confinement by leaving the field out.
-func (c *Container) newExecPlan(sp *specs.Process) (*spec.ExecPlan, error) {
+// newExecPlan is spec.NewExecPlan plus the host check. A process that
+// names no AppArmor profile runs unconfined, whatever the init's, as with
+// runc: the exec's process object is the whole of it (ctr and CRI copy the
+// container's profile into it).
+func newExecPlan(sp *specs.Process) (*spec.ExecPlan, error) {
 	p, err := spec.NewExecPlan(sp)
 	if err != nil {
 		return nil, err
-	}
-	if p.Process.ApparmorProfile == "" {
-		p.Process.ApparmorProfile = c.apparmorProfile
 	}
 	if err := spec.CheckAppArmor(&p.Process, appArmorEnabled()); err != nil {
 		return nil, err

@@ -58,9 +58,6 @@ type Container struct {
 
 	exited chan struct{} // closed once exit is recorded; not guarded
 	hooks  *spec.Hooks   // the spec's hooks, nil for none; set by create (hooks.go)
-	// apparmorProfile is the init's, for execs that name none
-	// (apparmor.go); set once, before the container is shared.
-	apparmorProfile string
 }
 
 // Create sets up the container described by cfg and leaves its init waiting
@@ -79,8 +76,7 @@ func createWith(ctx context.Context, cfg CreateConfig, pub Publisher, sys system
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", cfg.ID, err)
 	}
-	c := &Container{id: cfg.ID, bundle: cfg.Bundle, cfg: cfg, pub: pub, sys: sys, exited: make(chan struct{}),
-		apparmorProfile: plan.Process.ApparmorProfile}
+	c := &Container{id: cfg.ID, bundle: cfg.Bundle, cfg: cfg, pub: pub, sys: sys, exited: make(chan struct{})}
 	defer func() {
 		if retErr != nil {
 			c.release(ctx)

@@ -67,7 +67,7 @@ func (c *Container) Exec(ctx context.Context, cfg ExecConfig) error {
 	if cfg.ID == "" {
 		return fmt.Errorf("exec in %s: empty exec id: %w", c.id, errdefs.ErrInvalidArgument)
 	}
-	plan, err := c.newExecPlan(cfg.Spec)
+	plan, err := newExecPlan(cfg.Spec)
 	if err != nil {
 		return fmt.Errorf("exec %s in %s: %w", cfg.ID, c.id, err)
 	}
