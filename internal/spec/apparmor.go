@@ -51,7 +51,7 @@ func CheckAppArmor(p *Process, enabled bool) error {
 	if p.ApparmorProfile == "" || enabled {
 		return nil
 	}
-	return fmt.Errorf("process.apparmorProfile %q: AppArmor is not enabled on this host (/sys/module/apparmor/parameters/enabled is not Y, or securityfs has no apparmor): %w",
+	return fmt.Errorf("process.apparmorProfile %q: AppArmor is not enabled on this host (/sys/module/apparmor/parameters/enabled is not Y): %w",
 		p.ApparmorProfile, errdefs.ErrFailedPrecondition)
 }
 
