@@ -44,7 +44,7 @@ write_config() {
 	[ "${AUTOKILL_CONTAINERD_DEBUG:-0}" = 1 ] && level=debug
 	[ "$major" -lt 2 ] || { keep=@2@; drop=@1@; }
 	case $DIR in *[\\\"\|\&]*) die "containerd directory $DIR: the config template takes no \\ \" | or &" ;; esac
-	sed -e '/^#/d' -e "/^$drop/d" -e "s/^$keep//" -e "s|@DIR@|$DIR|g" -e "s|@LEVEL@|$level|g" \
+	sed -e '/^#/d' -e "/^$drop/d" -e "s/^$keep//" -e "s|@DIR@|$DIR|g" -e "s|@LEVEL@|$level|g" -e "s|@STATE_TIMEOUT@|2s|g" \
 		"$REPO/integration/testdata/containerd.toml" >"$DIR/config.toml"
 }
 

@@ -228,9 +228,18 @@ func containerdConfig(major int, dir, level string) (string, error) {
 			continue
 		}
 		l = strings.TrimPrefix(l, keep)
-		b.WriteString(strings.NewReplacer("@DIR@", dir, "@LEVEL@", level).Replace(l))
+		b.WriteString(strings.NewReplacer("@DIR@", dir, "@LEVEL@", level, "@STATE_TIMEOUT@", stateTimeout()).Replace(l))
 	}
 	return b.String(), nil
+}
+
+// stateTimeout is containerd's deadline for a shim's State: its default
+// on the host, more on the VM tier's emulated CPU (see the template).
+func stateTimeout() string {
+	if os.Getenv("AUTOKILL_TIER") == "vm" {
+		return "20s"
+	}
+	return "2s"
 }
 
 type containerd struct {
