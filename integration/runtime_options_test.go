@@ -1,0 +1,385 @@
+package integration
+
+// Runtime options: what containerd's Go client (task options, a runc
+// Options Any) and ctr --runtime-config-path (runtimeoptions.v1 naming our
+// own TOML file) send with a task, honoured where they mean something here.
+// The TestAPI* ones pass with io.containerd.runc.v2 as well.
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types"
+	runcopts "github.com/containerd/containerd/api/types/runc/options"
+	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/typeurl/v2"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+func optionsAny(t *testing.T, v any) *anypb.Any {
+	t.Helper()
+	a, err := typeurl.MarshalAnyToProto(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// specContainer creates container id (no task) from ctr's default spec on an
+// unpacked image rootfs, running args as uid:gid.
+func specContainer(t *testing.T, id string, uid, gid int, args ...string) {
+	t.Helper()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extractImageRootfs(t, rootfs)
+	spec, proc, _ := ctrSpec(t, id, rootfs, args)
+	proc["user"] = map[string]any{"uid": uid, "gid": gid}
+	mustCtr(t, "containers", "create", "--runtime", runtimeName, "--config", writeSpec(t, spec), id)
+}
+
+// fifoSet is stdio for a task made as containerd's client makes it: fifos
+// of mode 0700 in a directory of mode 0700, a reader open on each output and
+// a writer on stdin.
+type fifoSet struct {
+	in, out, err string
+	inFd         int
+	outFd, errFd int
+}
+
+func newFifoSet(t *testing.T) *fifoSet {
+	t.Helper()
+	dir := t.TempDir()
+	s := &fifoSet{in: filepath.Join(dir, "stdin"), out: filepath.Join(dir, "stdout"), err: filepath.Join(dir, "stderr")}
+	for _, p := range []string{s.in, s.out, s.err} {
+		if err := unix.Mkfifo(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var err error
+	// O_RDWR: open without waiting for the shim's reader; our writes wait in the pipe.
+	if s.inFd, err = unix.Open(s.in, unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+		t.Fatal(err)
+	}
+	if s.outFd, err = unix.Open(s.out, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+		t.Fatal(err)
+	}
+	if s.errFd, err = unix.Open(s.err, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.Close(s.inFd)
+		unix.Close(s.outFd)
+		unix.Close(s.errFd)
+	})
+	return s
+}
+
+// read returns what is in the output fifo fd now.
+func readFifo(fd int) string {
+	var out []byte
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := unix.Read(fd, buf)
+		if n <= 0 || err != nil {
+			return string(out)
+		}
+		out = append(out, buf[:n]...)
+	}
+}
+
+// runTask creates (with opts), starts and waits for the task of container id
+// on stdio s, and returns its stdout (read until the line END) and stderr.
+func runTask(t *testing.T, id string, s *fifoSet, opts *anypb.Any) (stdout, stderr string) {
+	t.Helper()
+	ctx, tasks := tasksClient(t)
+	if _, err := tasks.Create(ctx, &tasksapi.CreateTaskRequest{
+		ContainerID: id, Stdin: s.in, Stdout: s.out, Stderr: s.err, Options: opts,
+	}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if _, err := unix.Write(s.inFd, []byte("line-in\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tasks.Start(ctx, &tasksapi.StartRequest{ContainerID: id}); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	w, err := tasks.Wait(ctx, &tasksapi.WaitRequest{ContainerID: id})
+	if err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	waitFor(t, timeout(10*time.Second), "the output's last line", func() bool {
+		stdout += readFifo(s.outFd)
+		return strings.HasSuffix(stdout, "END\n")
+	}, func() string { return fmt.Sprintf("stdout so far %q, exit %d", stdout, w.ExitStatus) })
+	stderr = readFifo(s.errFd)
+	if _, err := tasks.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: id}); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	return stdout, stderr
+}
+
+// TestAPIRuntimeOptionsIoUid: with IoUid/IoGid (containerd's WithUIDOwner /
+// WithGIDOwner) a process running as that user can reopen its stdio for
+// itself (/proc/self/fd/N, /dev/stderr), as with runc's chowned pipes;
+// without them, or with IoGid alone (the inodes are 0700/0600), it cannot.
+func TestAPIRuntimeOptionsIoUid(t *testing.T) {
+	script := `id -u
+echo reopen-out > /proc/self/fd/1 || echo no-reopen-out
+echo reopen-err > /dev/stderr || echo no-reopen-err
+head -n1 /proc/self/fd/0 || echo no-reopen-in
+echo END`
+	for _, tc := range []struct {
+		name     string
+		opts     *runcopts.Options
+		want     string
+		wantErr  string
+		noAccess bool
+	}{
+		{"owner", &runcopts.Options{IoUid: 1000, IoGid: 1000}, "1000\nreopen-out\nline-in\nEND\n", "reopen-err", false},
+		{"none", nil, "1000\nno-reopen-out\nno-reopen-err\nno-reopen-in\nEND\n", "ermission denied", true},
+		{"gid only", &runcopts.Options{IoGid: 1000}, "1000\nno-reopen-out\nno-reopen-err\nno-reopen-in\nEND\n", "ermission denied", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := newContainerID(t)
+			specContainer(t, id, 1000, 1000, "sh", "-c", script)
+			var opts *anypb.Any
+			if tc.opts != nil {
+				opts = optionsAny(t, tc.opts)
+			}
+			s := newFifoSet(t)
+			out, errOut := runTask(t, id, s, opts)
+			if out != tc.want || !strings.Contains(errOut, tc.wantErr) {
+				t.Fatalf("stdout %q, want %q; stderr %q, want it to contain %q", out, tc.want, errOut, tc.wantErr)
+			}
+		})
+	}
+}
+
+// cgroupMounts are the mount points of every cgroup hierarchy a ShimCgroup
+// lands in: the v1 hierarchies, or the v2 root.
+func cgroupMounts(t *testing.T) []string {
+	t.Helper()
+	if cgroupV2Only() {
+		return []string{"/sys/fs/cgroup"}
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// mount ID, parent, dev, root, mount point, options, optional fields..., "-", type
+		l := strings.Fields(sc.Text())
+		for i, x := range l {
+			if x == "-" && i+1 < len(l) && l[i+1] == "cgroup" && !seen[l[4]] {
+				seen[l[4]] = true
+				out = append(out, l[4])
+			}
+		}
+	}
+	return out
+}
+
+// shimCgroupDir makes the cgroup p in every hierarchy and removes it at the
+// end, once the shim has left it.
+func shimCgroupDir(t *testing.T, p string) {
+	t.Helper()
+	var made []string
+	for _, m := range cgroupMounts(t) {
+		d := filepath.Join(m, p)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, d)
+	}
+	t.Cleanup(func() {
+		for _, d := range made {
+			deadline := time.Now().Add(timeout(20 * time.Second))
+			for os.Remove(d) != nil && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if _, err := os.Stat(d); err == nil {
+				b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+				t.Errorf("cgroup %s still there, procs %q", d, b)
+			}
+		}
+	})
+}
+
+// procCgroup is the cgroup of pid in the hierarchy that has controller (v1),
+// or its v2 cgroup.
+func procCgroup(t *testing.T, pid int, controller string) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if cgroupV2Only() && parts[0] == "0" {
+			return parts[2]
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == controller {
+				return parts[2]
+			}
+		}
+	}
+	t.Fatalf("pid %d: no %s cgroup in\n%s", pid, controller, b)
+	return ""
+}
+
+// TestAPIRuntimeOptionsShimCgroup: ShimCgroup (containerd's WithShimCgroup)
+// puts the shim daemon into that existing cgroup when it starts; the
+// container keeps its own cgroup. A ShimCgroup that does not exist fails
+// the task's creation and leaves no shim behind.
+func TestAPIRuntimeOptionsShimCgroup(t *testing.T) {
+	cg := fmt.Sprintf("/autokill-test-shims-%d", os.Getpid())
+	shimCgroupDir(t, cg)
+	id := newContainerID(t)
+	specContainer(t, id, 0, 0, "sleep", "1000")
+	ctx, tasks := tasksClient(t)
+	resp, err := tasks.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: id, Options: optionsAny(t, &runcopts.Options{ShimCgroup: cg})})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	shim := shimPid(t, id)
+	if got := procCgroup(t, shim, "memory"); got != cg {
+		t.Errorf("shim %d is in cgroup %q, want %q", shim, got, cg)
+	}
+	if got := procCgroup(t, int(resp.Pid), "memory"); got == cg {
+		t.Errorf("the container's init %d is in the shim's cgroup %q", resp.Pid, got)
+	}
+
+	missing := newContainerID(t)
+	specContainer(t, missing, 0, 0, "true")
+	_, err = tasks.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: missing, Options: optionsAny(t, &runcopts.Options{ShimCgroup: cg + "-missing"})})
+	if err == nil {
+		t.Fatalf("create with a ShimCgroup that does not exist: no error")
+	}
+	t.Logf("missing ShimCgroup: %v", err)
+	for _, p := range allProcs() {
+		args := procCmdline(p)
+		if len(args) > 1 && strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") && argValue(args, "-id") == missing && alive(p) {
+			waitFor(t, timeout(10*time.Second), "the refused shim to exit", func() bool { return !alive(p) }, nil)
+		}
+	}
+}
+
+// TestRuntimeOptionsConfigPath: ctr run --runtime-config-path names our own
+// TOML file (runtimeoptions.v1 ConfigPath), read by the start face for
+// ShimCgroup and by Create for IoUid/IoGid.
+func TestRuntimeOptionsConfigPath(t *testing.T) {
+	if runtimeName != autokillRT {
+		t.Skip("our own options file; ctr sends runc's Options to io.containerd.runc.v2 instead")
+	}
+	cg := fmt.Sprintf("/autokill-test-shims-cfg-%d", os.Getpid())
+	shimCgroupDir(t, cg)
+	cfg := filepath.Join(t.TempDir(), "autokill.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("ShimCgroup = %q\nIoUid = 1000\nIoGid = 1000\n", cg)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id := newContainerID(t)
+	runDetached(t, id, 1, []string{"--runtime-config-path", cfg}, "exec sleep 1000")
+	shim := shimPid(t, id)
+	if got := procCgroup(t, shim, "memory"); got != cg {
+		t.Errorf("shim %d is in cgroup %q, want %q", shim, got, cg)
+	}
+	// ctr run -d has no stdio fifos for the init; an exec's are chowned.
+	r := ctrResult(t, "tasks", "exec", "--exec-id", "e1", "--user", "1000", id, "sh", "-c", "id -u; echo reopened > /proc/self/fd/1")
+	if r.Code != 0 || r.Stdout != "1000\nreopened\n" {
+		t.Errorf("exec as 1000 reopening its stdout: %s", r)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(bad, []byte("NoPivotRoot = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id2 := newContainerID(t)
+	r = ctrResult(t, runArgs([]string{"--rm", "--runtime-config-path", bad}, id2, "true")...)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "unknown key NoPivotRoot") || !strings.Contains(r.Stderr, "invalid argument") {
+		t.Errorf("an unknown key in the options file: %s", r)
+	}
+}
+
+// TestRuntimeOptionsRefused: options this runtime cannot decode fail Create
+// with InvalidArgument, SystemdCgroup with Unimplemented, through
+// containerd's tasks API; and nothing of the task remains.
+func TestRuntimeOptionsRefused(t *testing.T) {
+	if runtimeName != autokillRT {
+		t.Skip("runc's shim takes only its own Options type")
+	}
+	ctx, tasks := tasksClient(t)
+	for name, tc := range map[string]struct {
+		a    *anypb.Any
+		want codes.Code
+		msg  string
+	}{
+		"unknown type":   {optionsAny(t, &types.Mount{Type: "bind"}), codes.InvalidArgument, "containerd.types.Mount"},
+		"unknown key":    {optionsAny(t, &runtimeoptions.Options{ConfigBody: []byte("IoUid = 1\nBogus = 2\n")}), codes.InvalidArgument, "unknown key Bogus"},
+		"foreign type":   {optionsAny(t, &runtimeoptions.Options{TypeUrl: "io.containerd.runc.v1.Options"}), codes.InvalidArgument, "TypeUrl"},
+		"missing file":   {optionsAny(t, &runtimeoptions.Options{ConfigPath: "/nonexistent/autokill.toml"}), codes.NotFound, "ConfigPath"},
+		"bad ShimCgroup": {optionsAny(t, &runcopts.Options{ShimCgroup: "/a/../b"}), codes.InvalidArgument, "ShimCgroup"},
+		"systemd":        {optionsAny(t, &runcopts.Options{SystemdCgroup: true}), codes.Unimplemented, "SystemdCgroup"},
+	} {
+		t.Run(strings.ReplaceAll(name, " ", "-"), func(t *testing.T) {
+			id := newContainerID(t)
+			mustCtr(t, "containers", "create", "--runtime", runtimeName, imageRef, id, "true")
+			_, err := tasks.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: id, Options: tc.a})
+			if status.Code(err) != tc.want || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("create: %v; want %s naming %q", err, tc.want, tc.msg)
+			}
+			if _, ok := taskStatus(t, id); ok {
+				t.Errorf("a task of %s is listed after the refused create", id)
+			}
+		})
+	}
+}
+
+// TestRuntimeOptionsWarnings: options of runc's that mean nothing here are
+// accepted and named in a warning of the shim log (containerd's log).
+func TestRuntimeOptionsWarnings(t *testing.T) {
+	if runtimeName != autokillRT {
+		t.Skip("our shim's log")
+	}
+	offset := cd.logSize()
+	id := newContainerID(t)
+	specContainer(t, id, 0, 0, "true")
+	ctx, tasks := tasksClient(t)
+	if _, err := tasks.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: id, Options: optionsAny(t, &runcopts.Options{
+		NoPivotRoot: true, BinaryName: "/usr/bin/crun", Root: "/run/crun", NoNewKeyring: true,
+	})}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	for _, o := range []string{"NoPivotRoot", "BinaryName", "Root"} {
+		waitFor(t, timeout(10*time.Second), "a warning about "+o, func() bool {
+			log := cd.logSince(offset, 1<<20)
+			for _, l := range strings.Split(log, "\n") {
+				if strings.Contains(l, "level=warning") && strings.Contains(l, "option="+o) {
+					return true
+				}
+			}
+			return false
+		}, func() string { return cd.logSince(offset, 4000) })
+	}
+	if strings.Contains(cd.logSince(offset, 1<<20), "option=NoNewKeyring") {
+		t.Errorf("NoNewKeyring is what this runtime does: no warning expected")
+	}
+}
