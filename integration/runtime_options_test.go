@@ -7,23 +7,32 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	"github.com/containerd/containerd/api/types"
 	runcopts "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 )
+
+func init() {
+	// As containerd's runtime package registers it: the spec is JSON in an Any.
+	typeurl.Register(&specs.Spec{}, "types.containerd.io/opencontainers/runtime-spec", strconv.Itoa(specs.VersionMajor), "Spec")
+}
 
 func optionsAny(t *testing.T, v any) *anypb.Any {
 	t.Helper()
@@ -46,6 +55,38 @@ func specContainer(t *testing.T, id string, uid, gid int, args ...string) {
 	spec, proc, _ := ctrSpec(t, id, rootfs, args)
 	proc["user"] = map[string]any{"uid": uid, "gid": gid}
 	mustCtr(t, "containers", "create", "--runtime", runtimeName, "--config", writeSpec(t, spec), id)
+}
+
+// optionsContainer creates container id (no task) through containerd's
+// containers API with runtime options opts (Container.Runtime.Options: what
+// ctr --runtime-config-path and CRI set; containerd passes them to start and
+// Create when the task has no options of its own, and takes only runc's
+// Options as task options).
+func optionsContainer(t *testing.T, id string, opts *anypb.Any, args ...string) {
+	t.Helper()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extractImageRootfs(t, rootfs)
+	m, _, _ := ctrSpec(t, id, rootfs, args)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	ctx, conn := apiClient(t)
+	_, err = containersapi.NewContainersClient(conn).Create(ctx, &containersapi.CreateContainerRequest{Container: &containersapi.Container{
+		ID:      id,
+		Runtime: &containersapi.Container_Runtime{Name: runtimeName, Options: opts},
+		Spec:    optionsAny(t, &spec),
+	}})
+	if err != nil {
+		t.Fatalf("create container %s: %v", id, err)
+	}
 }
 
 // fifoSet is stdio for a task made as containerd's client makes it: fifos
@@ -205,6 +246,15 @@ func shimCgroupDir(t *testing.T, p string) {
 			t.Fatal(err)
 		}
 		made = append(made, d)
+		// A new v1 cpuset cgroup has no cpus or mems: nothing can join it
+		// (ENOSPC) until it is given its parent's, with runc too.
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if b, err := os.ReadFile(filepath.Join(m, f)); err == nil && !cgroupV2Only() {
+				if err := os.WriteFile(filepath.Join(d, f), b, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 	t.Cleanup(func() {
 		for _, d := range made {
@@ -320,8 +370,10 @@ func TestRuntimeOptionsConfigPath(t *testing.T) {
 }
 
 // TestRuntimeOptionsRefused: options this runtime cannot decode fail Create
-// with InvalidArgument, SystemdCgroup with Unimplemented, through
-// containerd's tasks API; and nothing of the task remains.
+// with InvalidArgument (a missing ConfigPath NotFound), SystemdCgroup with
+// Unimplemented, through containerd's API; and no task remains. containerd
+// itself refuses task options of any type but runc's (code Unknown), so
+// ours come as the container's runtime options, as CRI and ctr send them.
 func TestRuntimeOptionsRefused(t *testing.T) {
 	if runtimeName != autokillRT {
 		t.Skip("runc's shim takes only its own Options type")
@@ -329,20 +381,28 @@ func TestRuntimeOptionsRefused(t *testing.T) {
 	ctx, tasks := tasksClient(t)
 	for name, tc := range map[string]struct {
 		a    *anypb.Any
+		task bool // as task options (runc's type only), else the container's runtime options
 		want codes.Code
 		msg  string
 	}{
-		"unknown type":   {optionsAny(t, &types.Mount{Type: "bind"}), codes.InvalidArgument, "containerd.types.Mount"},
-		"unknown key":    {optionsAny(t, &runtimeoptions.Options{ConfigBody: []byte("IoUid = 1\nBogus = 2\n")}), codes.InvalidArgument, "unknown key Bogus"},
-		"foreign type":   {optionsAny(t, &runtimeoptions.Options{TypeUrl: "io.containerd.runc.v1.Options"}), codes.InvalidArgument, "TypeUrl"},
-		"missing file":   {optionsAny(t, &runtimeoptions.Options{ConfigPath: "/nonexistent/autokill.toml"}), codes.NotFound, "ConfigPath"},
-		"bad ShimCgroup": {optionsAny(t, &runcopts.Options{ShimCgroup: "/a/../b"}), codes.InvalidArgument, "ShimCgroup"},
-		"systemd":        {optionsAny(t, &runcopts.Options{SystemdCgroup: true}), codes.Unimplemented, "SystemdCgroup"},
+		"unknown type":   {optionsAny(t, &types.Mount{Type: "bind"}), false, codes.InvalidArgument, "containerd.types.Mount"},
+		"unknown key":    {optionsAny(t, &runtimeoptions.Options{ConfigBody: []byte("IoUid = 1\nBogus = 2\n")}), false, codes.InvalidArgument, "unknown key Bogus"},
+		"foreign type":   {optionsAny(t, &runtimeoptions.Options{TypeUrl: "io.containerd.runc.v1.Options"}), false, codes.InvalidArgument, "TypeUrl"},
+		"missing file":   {optionsAny(t, &runtimeoptions.Options{ConfigPath: "/nonexistent/autokill.toml"}), false, codes.NotFound, "ConfigPath"},
+		"bad ShimCgroup": {optionsAny(t, &runcopts.Options{ShimCgroup: "/a/../b"}), true, codes.InvalidArgument, "ShimCgroup"},
+		"systemd":        {optionsAny(t, &runcopts.Options{SystemdCgroup: true}), true, codes.Unimplemented, "SystemdCgroup"},
+		"systemd (ours)": {optionsAny(t, &runtimeoptions.Options{ConfigBody: []byte("SystemdCgroup = true")}), false, codes.Unimplemented, "SystemdCgroup"},
 	} {
 		t.Run(strings.ReplaceAll(name, " ", "-"), func(t *testing.T) {
 			id := newContainerID(t)
-			mustCtr(t, "containers", "create", "--runtime", runtimeName, imageRef, id, "true")
-			_, err := tasks.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: id, Options: tc.a})
+			var taskOpts *anypb.Any
+			if tc.task {
+				mustCtr(t, "containers", "create", "--runtime", runtimeName, imageRef, id, "true")
+				taskOpts = tc.a
+			} else {
+				optionsContainer(t, id, tc.a, "true")
+			}
+			_, err := tasks.Create(ctx, &tasksapi.CreateTaskRequest{ContainerID: id, Options: taskOpts})
 			if status.Code(err) != tc.want || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("create: %v; want %s naming %q", err, tc.want, tc.msg)
 			}
