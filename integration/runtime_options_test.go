@@ -170,38 +170,52 @@ func runTask(t *testing.T, id string, s *fifoSet, opts *anypb.Any) (stdout, stde
 	return stdout, stderr
 }
 
-// TestAPIRuntimeOptionsIoUid: with IoUid/IoGid (containerd's WithUIDOwner /
-// WithGIDOwner) a process running as that user can reopen its stdio for
-// itself (/proc/self/fd/N, /dev/stderr), as with runc's chowned pipes;
-// without them, or with IoGid alone (the inodes are 0700/0600), it cannot.
+// TestAPIRuntimeOptionsIoUid: a process that is not root can reopen its own
+// stdio (/proc/self/fd/N, /dev/stderr), as runc's init gives it to the
+// process's user before the switch. In a user namespace that chown needs an
+// owner the namespace maps, and containerd's fifos are host root's: IoUid
+// and IoGid (containerd's WithUIDOwner / WithGIDOwner, here the mapped
+// root) make it so; IoUid alone does not (gid 0 is not mapped).
 func TestAPIRuntimeOptionsIoUid(t *testing.T) {
 	script := `id -u
 echo reopen-out > /proc/self/fd/1 || echo no-reopen-out
 echo reopen-err > /dev/stderr || echo no-reopen-err
 head -n1 /proc/self/fd/0 || echo no-reopen-in
 echo END`
+	const reopened, refused = "1000\nreopen-out\nline-in\nEND\n", "1000\nno-reopen-out\nno-reopen-err\nno-reopen-in\nEND\n"
 	for _, tc := range []struct {
-		name     string
-		opts     *runcopts.Options
-		want     string
-		wantErr  string
-		noAccess bool
+		name   string
+		userns bool
+		opts   *runcopts.Options
+		want   string
 	}{
-		{"owner", &runcopts.Options{IoUid: 1000, IoGid: 1000}, "1000\nreopen-out\nline-in\nEND\n", "reopen-err", false},
-		{"none", nil, "1000\nno-reopen-out\nno-reopen-err\nno-reopen-in\nEND\n", "ermission denied", true},
-		{"gid only", &runcopts.Options{IoGid: 1000}, "1000\nno-reopen-out\nno-reopen-err\nno-reopen-in\nEND\n", "ermission denied", true},
+		{"host user", false, nil, reopened},
+		{"host user with IoUid", false, &runcopts.Options{IoUid: 2000, IoGid: 2000}, reopened},
+		{"userns", true, nil, refused},
+		{"userns with IoUid and IoGid", true, &runcopts.Options{IoUid: usernsHost, IoGid: usernsHost}, reopened},
+		{"userns with IoUid only", true, &runcopts.Options{IoUid: usernsHost}, refused},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(strings.ReplaceAll(tc.name, " ", "-"), func(t *testing.T) {
 			id := newContainerID(t)
-			specContainer(t, id, 1000, 1000, "sh", "-c", script)
+			if tc.userns {
+				spec := usernsSpec(t, id, usernsRootfs(t), false, "sh", "-c", script)
+				spec["process"].(map[string]any)["user"] = map[string]any{"uid": 1000, "gid": 1000}
+				mustCtr(t, "containers", "create", "--runtime", runtimeName, "--config", writeSpec(t, spec), id)
+			} else {
+				specContainer(t, id, 1000, 1000, "sh", "-c", script)
+			}
 			var opts *anypb.Any
 			if tc.opts != nil {
 				opts = optionsAny(t, tc.opts)
 			}
 			s := newFifoSet(t)
 			out, errOut := runTask(t, id, s, opts)
-			if out != tc.want || !strings.Contains(errOut, tc.wantErr) {
-				t.Fatalf("stdout %q, want %q; stderr %q, want it to contain %q", out, tc.want, errOut, tc.wantErr)
+			wantErr := "reopen-err"
+			if tc.want == refused {
+				wantErr = "ermission denied"
+			}
+			if out != tc.want || !strings.Contains(errOut, wantErr) {
+				t.Fatalf("stdout %q, want %q; stderr %q, want it to contain %q", out, tc.want, errOut, wantErr)
 			}
 		})
 	}
@@ -335,7 +349,7 @@ func TestAPIRuntimeOptionsShimCgroup(t *testing.T) {
 
 // TestRuntimeOptionsConfigPath: ctr run --runtime-config-path names our own
 // TOML file (runtimeoptions.v1 ConfigPath), read by the start face for
-// ShimCgroup and by Create for IoUid/IoGid.
+// ShimCgroup and by Create (IoUid/IoGid, unknown keys).
 func TestRuntimeOptionsConfigPath(t *testing.T) {
 	if runtimeName != autokillRT {
 		t.Skip("our own options file; ctr sends runc's Options to io.containerd.runc.v2 instead")
@@ -352,7 +366,7 @@ func TestRuntimeOptionsConfigPath(t *testing.T) {
 	if got := procCgroup(t, shim, "memory"); got != cg {
 		t.Errorf("shim %d is in cgroup %q, want %q", shim, got, cg)
 	}
-	// ctr run -d has no stdio fifos for the init; an exec's are chowned.
+	// An exec's stdio (ctr's fifos) is its user's too.
 	r := ctrResult(t, "tasks", "exec", "--exec-id", "e1", "--user", "1000", id, "sh", "-c", "id -u; echo reopened > /proc/self/fd/1")
 	if r.Code != 0 || r.Stdout != "1000\nreopened\n" {
 		t.Errorf("exec as 1000 reopening its stdout: %s", r)
