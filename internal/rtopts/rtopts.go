@@ -42,9 +42,10 @@ type Options struct {
 	// does.
 	ShimCgroup string
 	// IOUID and IOGID become the owner of the container's stdio fifos (init
-	// and execs), so that a process running as that user can reopen them
-	// (/dev/stdout, /proc/self/fd/1) as it can runc's pipes. 0 and 0 leave
-	// them as containerd made them.
+	// and execs), as of runc's pipes: in a user namespace, an owner the
+	// namespace maps lets the setup face give them to the process's user,
+	// who can then reopen them (/dev/stdout). 0 and 0 leave them as
+	// containerd made them.
 	IOUID, IOGID uint32
 	// Ignored are the options that were set but mean nothing here: each is
 	// logged as a warning (once per daemon), never dropped silently.

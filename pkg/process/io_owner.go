@@ -11,21 +11,23 @@ import (
 )
 
 // The runtime options IoUid/IoGid (runc's Options, or this runtime's options
-// document) name who must be able to use a container's stdio. containerd's
-// runc shim puts pipes between containerd's fifos and the process and
-// fchowns them (go-runc NewPipeIO): a process running as that user can then
-// reopen its stdio (/dev/stdout, /proc/self/fd/1), which the kernel checks
-// against the inode's owner and mode, not the fd. Here the process gets
-// containerd's fifos themselves, so the fifos are what is chowned: the same
-// inode check gives the same outcome (the fifos are 0700 like runc's pipes
-// are 0600, so IoGid alone grants nothing, with runc too). The fifos live in
-// containerd's 0700 fifo directory: the new owner reaches them only through
-// the fds the container already holds.
+// document) name the owner of a container's stdio. containerd's runc shim
+// puts pipes between containerd's fifos and runc and fchowns them to it
+// (go-runc NewPipeIO); runc's init then gives its stdio to the process's
+// user (fixStdioPermissions; here internal/setup giveStdio), which inside a
+// user namespace works only if the current owner is mapped there: IoUid and
+// IoGid are how the host's root owner is replaced by the namespace's root,
+// so that a process that is not root can reopen its stdio (/dev/stdout,
+// /proc/self/fd/1: the kernel checks the inode, not the fd). Here the
+// process holds containerd's fifos themselves, so the fifos are what is
+// chowned, to the same effect. They stay in containerd's 0700 fifo
+// directory: the new owner reaches them only through the fds the container
+// already holds.
 //
 // Only fifos change owner, as only pipes do with runc: /dev/null (no stream)
 // is left alone; a regular file (file://, or a plain file path) is the
 // user's and keeps its owner, and binary:// logger pipes are not chowned by
-// runc either. Those cases are logged once.
+// runc's shim either. Those last two are logged once.
 
 // ioOwner is a container's IoUid/IoGid.
 type ioOwner struct{ uid, gid uint32 }
