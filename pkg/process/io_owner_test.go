@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,10 @@ func TestApplyIOOwner(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to chown")
 	}
+	// No client reads these fifos: our own reader completes the open.
+	old := fifoReaderWait
+	fifoReaderWait = 10 * time.Millisecond
+	defer func() { fifoReaderWait = old }()
 	dir := t.TempDir()
 	fifo := func(name string) string {
 		p := filepath.Join(dir, name)
