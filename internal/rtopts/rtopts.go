@@ -1,7 +1,9 @@
 // Package rtopts decodes the runtime options containerd sends with a task
 // into what this runtime does with them. containerd sends one typeurl Any:
-// runc's Options (containerd.runc.v1.Options: ctr's and the Go client's task
-// options, which they build for any runtime) or runtimeoptions.v1.Options
+// runc's Options (containerd.runc.v1.Options: the task options of ctr and
+// the Go client of 2.x, for any runtime), containerd 1.x's
+// containerd.linux.runc.CreateOptions (the same, from a 1.x client to a
+// runtime not named io.containerd.runc.*), or runtimeoptions.v1.Options
 // (CRI's options for a runtime that is not runc, and ctr
 // --runtime-config-path), whose ConfigPath or ConfigBody is a TOML document
 // of this runtime's own options (File). The daemon decodes it in Create, the
@@ -87,6 +89,9 @@ type File struct {
 func Decode(a typeurl.Any) (*Options, error) {
 	if a == nil || (a.GetTypeUrl() == "" && len(a.GetValue()) == 0) {
 		return &Options{}, nil
+	}
+	if isLegacyCreateOptions(a.GetTypeUrl()) {
+		return fromLegacy(a.GetValue())
 	}
 	v, err := typeurl.UnmarshalAny(a)
 	if err != nil {

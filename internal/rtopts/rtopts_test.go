@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -132,5 +133,49 @@ func TestDecodeFile(t *testing.T) {
 	o, err := Decode(mustAny(t, &runtimeoptions.Options{}))
 	if err != nil || !reflect.DeepEqual(o, &Options{}) {
 		t.Errorf("empty runtimeoptions: %+v, %v", o, err)
+	}
+}
+
+// containerd 1.x's client sends the linux v1 runtime's CreateOptions to a
+// runtime not named io.containerd.runc.* (ctr 1.6 run --uidmap: IoUid/IoGid).
+func TestDecodeLegacyCreateOptions(t *testing.T) {
+	// What ctr 1.6.20 sends for --uidmap 0:100000:65536 (fields 10, 11),
+	// with ShimCgroup (9), NoPivotRoot (1), NoNewKeyring (8), FileLocks (5)
+	// and an unknown field 99.
+	var b []byte
+	b = protowire.AppendTag(b, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, 1)
+	b = protowire.AppendTag(b, 5, protowire.VarintType)
+	b = protowire.AppendVarint(b, 1)
+	b = protowire.AppendTag(b, 8, protowire.VarintType)
+	b = protowire.AppendVarint(b, 1)
+	b = protowire.AppendTag(b, 9, protowire.BytesType)
+	b = protowire.AppendString(b, "/shims")
+	b = protowire.AppendTag(b, 10, protowire.VarintType)
+	b = protowire.AppendVarint(b, 100000)
+	b = protowire.AppendTag(b, 11, protowire.VarintType)
+	b = protowire.AppendVarint(b, 100000)
+	b = protowire.AppendTag(b, 99, protowire.BytesType)
+	b = protowire.AppendString(b, "x")
+	for _, url := range []string{"containerd.linux.runc.CreateOptions", "type.googleapis.com/containerd.linux.runc.CreateOptions"} {
+		o, err := Decode(&anypb.Any{TypeUrl: url, Value: b})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := &Options{ShimCgroup: "/shims", IOUID: 100000, IOGID: 100000, Ignored: []Ignored{
+			{"NoPivotRoot", o.Ignored[0].Reason}, {"FileLocks", "checkpoint/restore is not implemented"},
+		}}
+		if !reflect.DeepEqual(o, want) {
+			t.Errorf("%s: %+v, want %+v", url, o, want)
+		}
+	}
+	if _, err := Decode(&anypb.Any{TypeUrl: legacyCreateOptions, Value: []byte{0x0a}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("truncated CreateOptions: %v", err)
+	}
+	var sd []byte
+	sd = protowire.AppendTag(sd, 9, protowire.BytesType)
+	sd = protowire.AppendString(sd, "rel")
+	if _, err := Decode(&anypb.Any{TypeUrl: legacyCreateOptions, Value: sd}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("relative ShimCgroup: %v", err)
 	}
 }
