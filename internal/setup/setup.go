@@ -340,6 +340,9 @@ func prepareProcess(proc *spec.Process, last uint, fallback bool) (*Exec, error)
 	if err != nil {
 		return nil, err
 	}
+	if err := giveStdio(proc.UID); err != nil { // stdio_owner.go
+		return nil, err
+	}
 	rearm := func() error {
 		if !fallback {
 			return nil

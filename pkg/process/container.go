@@ -77,9 +77,11 @@ func createWith(ctx context.Context, cfg CreateConfig, pub Publisher, sys system
 		return nil, fmt.Errorf("create %s: %w", cfg.ID, err)
 	}
 	c := &Container{id: cfg.ID, bundle: cfg.Bundle, cfg: cfg, pub: pub, sys: sys, exited: make(chan struct{})}
+	setIOOwner(cfg.ID, cfg.IOUID, cfg.IOGID)
 	defer func() {
 		if retErr != nil {
 			c.release(ctx)
+			forgetIOOwner(cfg.ID)
 		}
 	}()
 	if err := c.create(ctx, plan); err != nil {
@@ -468,6 +470,7 @@ func (c *Container) Delete(ctx context.Context) (Exit, error) {
 	}
 	c.poststopHooks(ctx)
 	c.proc.Close()
+	forgetIOOwner(c.id)
 	c.status = to
 	c.publish(ctx, "/tasks/delete", &eventstypes.TaskDelete{
 		ContainerID: c.id,

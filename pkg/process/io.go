@@ -72,6 +72,9 @@ func openTerminalStdio(ctx context.Context, id, ns, in, out, errp string) (*stdi
 func openStdio(ctx context.Context, id, ns, in, out, errp string) (_ *stdio, err error) {
 	s := &stdio{}
 	defer func() {
+		if err == nil {
+			err = s.applyIOOwner(ctx, id) // io_owner.go: runtime options IoUid/IoGid
+		}
 		if err != nil {
 			s.closeChild()
 			s.close()

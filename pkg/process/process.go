@@ -39,9 +39,10 @@ type CreateConfig struct {
 	Stdin     string
 	Stdout    string
 	Stderr    string
-	// Options is the request's runtime options (runc Options or
-	// runtimeoptions.v1.Options); nil when absent.
-	Options typeurl.Any
+	// IOUID and IOGID are the runtime options IoUid/IoGid (decoded by
+	// pkg/shim with internal/rtopts): the owner given to the stdio fifos of
+	// the init and of every exec (io_owner.go). 0 and 0 change nothing.
+	IOUID, IOGID uint32
 }
 
 // Exit describes how the init of a container ended.

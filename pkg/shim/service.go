@@ -106,6 +106,12 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
 		return nil, fmt.Errorf("create %s from checkpoint: %w", r.ID, errdefs.ErrNotImplemented)
 	}
+	// Decoded before anything exists: a bad option fails Create with
+	// nothing to undo. ShimCgroup was the start face's (start.go).
+	opts, err := createOptions(ctx, r.Options)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", r.ID, err)
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -127,9 +133,8 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		Stdin:     r.Stdin,
 		Stdout:    r.Stdout,
 		Stderr:    r.Stderr,
-	}
-	if r.Options != nil {
-		cfg.Options = r.Options
+		IOUID:     opts.IOUID,
+		IOGID:     opts.IOGID,
 	}
 	start := time.Now()
 	t, err := s.createReserved(ctx, r.ID, cfg)

@@ -268,7 +268,7 @@ func TestServiceLifecycle(t *testing.T) {
 	fx.mu.Lock()
 	cfg := fx.created[0]
 	fx.mu.Unlock()
-	if cfg.Bundle != "/b/c1" || cfg.Stdout != "/o" || cfg.Options != nil {
+	if cfg.Bundle != "/b/c1" || cfg.Stdout != "/o" || cfg.IOUID != 0 || cfg.IOGID != 0 {
 		t.Fatalf("config %+v", cfg)
 	}
 	st, err := fx.client.State(ctx, &taskapi.StateRequest{ID: "c1"})

@@ -21,6 +21,8 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
 )
 
 const (
@@ -52,7 +54,8 @@ var groupAnnotations = []string{
 // (CombinedOutput), so on success nothing else may be printed.
 func runStart(ctx context.Context, f flags, stdin *os.File, stdout io.Writer) error {
 	cloexecFrom(3)
-	params := parseBootstrapParams(readStdin(stdin), f.id, f.namespace)
+	in := readStdin(stdin)
+	params := parseBootstrapParams(in, f.id, f.namespace)
 
 	socketDir := defaultSocketDir
 	grpcAddress := f.address
@@ -104,6 +107,17 @@ func runStart(ctx context.Context, f flags, stdin *os.File, stdout io.Writer) er
 	daemon, err := startDaemon(f, grpcAddress, debug, env, l)
 	if err != nil {
 		return err
+	}
+	// As containerd's runc shim: the daemon, once started, joins the
+	// ShimCgroup of the first container's options, and start fails if it
+	// cannot. It serves nothing before start answers, so it has no
+	// children yet (the guard, the containers) that would stay behind.
+	if cg := startShimCgroup(in, params); cg != "" {
+		if err := cgroups.JoinExisting(cg, daemon.Pid); err != nil {
+			_ = daemon.Kill()
+			_ = daemon.Release()
+			return fmt.Errorf("start: runtime option ShimCgroup: %w", err)
+		}
 	}
 	if err := writeAddress(f.bundle, address); err != nil {
 		_ = daemon.Kill()
