@@ -222,8 +222,19 @@ func TestPublisherReconnect(t *testing.T) {
 	serveEvents(t, sock, ev2)
 	closeWithin(t, p, 10*time.Second)
 
-	if got := ev2.topics(); !equal(got, []string{"/tasks/start", "/tasks/exit", "/tasks/delete"}) {
-		t.Fatalf("after restart: %v", got)
+	// Nothing lost, order kept, at least once: the old containerd may
+	// still take an event while it shuts down, and one whose reply the
+	// restart cut (delivered, but the publisher saw "ttrpc: closed") is
+	// sent again to the new one.
+	before, after := ev1.topics(), ev2.topics()
+	var seen []string
+	for _, topic := range append(before, after...) {
+		if len(seen) == 0 || seen[len(seen)-1] != topic {
+			seen = append(seen, topic)
+		}
+	}
+	if !equal(seen, []string{"/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"}) || len(after) == 0 || after[len(after)-1] != "/tasks/delete" {
+		t.Fatalf("before the restart %v, after it %v", before, after)
 	}
 }
 
