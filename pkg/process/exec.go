@@ -46,6 +46,9 @@ type execProcess struct {
 	proc     initProc
 	io       *stdio
 	exit     Exit
+	// stdinClosed: CloseIO came before the exec's IO was opened (by its
+	// Start), which then closes the shim's stdin writer at once.
+	stdinClosed bool
 
 	exited chan struct{} // closed by finish: exited, failed to start, or gone
 	done   bool          // exited is closed
@@ -146,6 +149,11 @@ func (c *Container) StartExec(ctx context.Context, id string) (uint32, error) {
 		return 0, fmt.Errorf("start exec %s in %s: %w", id, c.id, err)
 	}
 	e.status, e.proc, e.io = StatusRunning, p, io
+	if e.stdinClosed {
+		if err := io.closeStdin(); err != nil {
+			log.G(ctx).WithError(err).WithFields(log.Fields{"id": c.id, "exec": id}).Warn("close stdin")
+		}
+	}
 	pid := uint32(p.Pid())
 	if c.initExiting && c.sharedPidNS {
 		// The init exited while we spawned, and without a pid namespace
@@ -375,8 +383,9 @@ func (c *Container) execPids() map[uint32]string {
 	return m
 }
 
-// CloseIO closes the stdin of the init (execID "") or an exec: see
-// stdio.closeStdin.
+// CloseIO closes the shim's writer of the stdin of the init (execID "") or
+// an exec, so that the process reads EOF once containerd's client has
+// closed its own; for an exec not started yet it is remembered.
 func (c *Container) CloseIO(execID string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -386,10 +395,11 @@ func (c *Container) CloseIO(execID string) error {
 		if err != nil {
 			return err
 		}
+		e.stdinClosed = true
 		io = e.io
 	}
 	if err := io.closeStdin(); err != nil {
-		return fmt.Errorf("close the stdin of %s: %w", c.id, err)
+		return fmt.Errorf("close the stdin of %s %s: %w", c.id, execID, err)
 	}
 	return nil
 }

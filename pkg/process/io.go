@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -16,6 +17,12 @@ import (
 // the shim's keep-alive readers afterwards.
 type stdio struct {
 	child [3]*os.File
+	// stdin is the shim's own writer of the stdin fifo, held until CloseIO:
+	// the process reads EOF only once it and every client's writer are
+	// closed, so a client that detaches does not end the process's input and
+	// the next one to attach writes on (containerd's runc shim holds one
+	// too). The shim never writes to it.
+	stdin *os.File
 	// keep holds a reader on each output fifo for the container's life, so
 	// a container writing after its client went away does not die of
 	// SIGPIPE (containerd's runc shim does the same).
@@ -28,12 +35,6 @@ type stdio struct {
 	// and copies between them and the pty's master (console).
 	termIn, termOut *os.File
 	console         *console
-	// termInKeep is the shim's own writer of the stdin fifo of a process
-	// with a terminal: a client that detaches (closes its writer) is then
-	// no end of input, and a later attach types on; CloseIO closes it,
-	// after which the end of containerd's input hangs the terminal up (as
-	// with containerd's runc shim).
-	termInKeep *os.File
 }
 
 // openTerminalStdio opens the IO of a process with a terminal.
@@ -43,14 +44,11 @@ func openTerminalStdio(ctx context.Context, id, ns, in, out, errp string) (*stdi
 		return nil, err
 	}
 	if in != "" {
+		// openStdio holds the shim's writer of it (s.stdin), so a
+		// detach is no end of input here either; CloseIO closes it,
+		// after which the end of containerd's input hangs the terminal
+		// up (as with containerd's runc shim).
 		s.termIn = s.child[0]
-		// A reader is open, so this never waits for one.
-		if s.termInKeep, err = os.OpenFile(in, os.O_WRONLY|unix.O_NONBLOCK, 0); err != nil {
-			s.child[0] = nil
-			s.closeChild()
-			s.close()
-			return nil, fmt.Errorf("stdin %q: %w", in, err)
-		}
 	} else {
 		s.child[0].Close()
 	}
@@ -80,7 +78,7 @@ func openStdio(ctx context.Context, id, ns, in, out, errp string) (_ *stdio, err
 			s.close()
 		}
 	}()
-	if s.child[0], err = openInput(in); err != nil {
+	if s.child[0], err = s.openInput(in); err != nil {
 		return nil, fmt.Errorf("stdin %q: %w", in, err)
 	}
 	if u, err := url.Parse(out); err == nil && u.Scheme == "binary" {
@@ -106,7 +104,9 @@ func openStdio(ctx context.Context, id, ns, in, out, errp string) (_ *stdio, err
 	return s, nil
 }
 
-func openInput(p string) (*os.File, error) {
+// openInput opens the process's stdin and, for a fifo, the shim's writer
+// of it (s.stdin).
+func (s *stdio) openInput(p string) (_ *os.File, err error) {
 	if p == "" {
 		return os.Open(os.DevNull)
 	}
@@ -118,12 +118,39 @@ func openInput(p string) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode()&os.ModeNamedPipe != 0 {
+		// Through our reader's fd: the same fifo, and with a reader
+		// there the open neither blocks nor fails with ENXIO.
+		if s.stdin, err = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY|unix.O_NONBLOCK, 0); err != nil {
+			return nil, fmt.Errorf("hold the stdin fifo open: %w", err)
+		}
+	}
 	// The container reads with blocking semantics.
 	if err := unix.SetNonblock(int(f.Fd()), false); err != nil {
-		f.Close()
 		return nil, err
 	}
 	return f, nil
+}
+
+// closeStdin drops the shim's writer of the stdin fifo (CloseIO): the
+// process reads EOF once the clients' writers are closed too. Nothing to
+// do without one, or the second time.
+func (s *stdio) closeStdin() error {
+	if s == nil || s.stdin == nil {
+		return nil
+	}
+	err := s.stdin.Close()
+	s.stdin = nil
+	return err
 }
 
 func (s *stdio) openOutput(p string) (child, keep *os.File, err error) {
@@ -139,6 +166,13 @@ func (s *stdio) openOutput(p string) (child, keep *os.File, err error) {
 		if u.Scheme != "file" {
 			// binary:// is handled by openStdio for both streams.
 			return nil, nil, fmt.Errorf("%s:// logging is not supported by io.containerd.autokill.v1 yet: %w", u.Scheme, errdefs.ErrNotImplemented)
+		}
+		if u.Path == "" || !filepath.IsAbs(u.Path) {
+			return nil, nil, fmt.Errorf("log file %q: not an absolute path: %w", p, errdefs.ErrInvalidArgument)
+		}
+		// Its directory too, as containerd's runc shim does.
+		if err := os.MkdirAll(filepath.Dir(u.Path), 0o755); err != nil {
+			return nil, nil, err
 		}
 		f, err := os.OpenFile(u.Path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		return f, nil, err
@@ -232,12 +266,13 @@ func (s *stdio) close() error {
 		s.console.close()
 		s.console = nil
 	}
-	for _, f := range []*os.File{s.termIn, s.termOut, s.termInKeep} {
+	for _, f := range []*os.File{s.termIn, s.termOut} {
 		if f != nil {
 			f.Close()
 		}
 	}
-	s.termIn, s.termOut, s.termInKeep = nil, nil, nil
+	s.termIn, s.termOut = nil, nil
+	errs = append(errs, s.closeStdin())
 	for _, f := range s.keep {
 		errs = append(errs, f.Close())
 	}
@@ -263,19 +298,6 @@ func (s *stdio) attachConsole(ctx context.Context, id string, master *os.File) e
 	s.termOut = nil
 	s.console = c
 	return nil
-}
-
-// closeStdin is CloseIO's stdin: under a terminal it drops the shim's own
-// writer, so that input ends once containerd's writer is gone too.
-// Without one the process reads the fifo itself and the shim holds no
-// writer: nothing to do.
-func (s *stdio) closeStdin() error {
-	if s == nil || s.termInKeep == nil {
-		return nil
-	}
-	err := s.termInKeep.Close()
-	s.termInKeep = nil
-	return err
 }
 
 // drainConsole: see console.drain; nothing without a terminal.

@@ -2,11 +2,14 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -80,7 +83,7 @@ func startLogger(ctx context.Context, u *url.URL, id, ns string) (_ *logger, ret
 	cmd.Env = append(os.Environ(), "CONTAINER_ID="+id, "CONTAINER_NAMESPACE="+ns)
 	cmd.ExtraFiles = []*os.File{outR, errR, readyW}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start logging binary %s: %w", u.Path, err)
+		return nil, fmt.Errorf("start logging binary %s: %w", u.Path, startErrClass(err))
 	}
 	readyW.Close()
 	files = files[:3]
@@ -100,6 +103,19 @@ func startLogger(ctx context.Context, u *url.URL, id, ns string) (_ *logger, ret
 	}
 	log.G(ctx).WithField("pid", cmd.Process.Pid).Debug("logging binary ready")
 	return &logger{cmd: cmd, stdout: outW, stderr: errW}, nil
+}
+
+// startErrClass gives a logging binary that cannot be started its errdefs
+// class: the URI names a missing file (NotFound) or one that is not an
+// executable (InvalidArgument).
+func startErrClass(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.ENOEXEC), errors.Is(err, syscall.EISDIR):
+		return fmt.Errorf("%w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	return err
 }
 
 // wait collects the logging binary, which exits once the container's last

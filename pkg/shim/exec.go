@@ -77,7 +77,9 @@ func (s *service) ResizePty(ctx context.Context, r *taskapi.ResizePtyRequest) (*
 	return empty, nil
 }
 
-// CloseIO ends a process's input (process.Container.CloseIO).
+// CloseIO ends a process's input (process.Container.CloseIO): the shim
+// holds a writer of the stdin fifo, so that a client detaching is no end
+// of input, until this closes it.
 func (s *service) CloseIO(ctx context.Context, r *taskapi.CloseIORequest) (*emptypb.Empty, error) {
 	if !r.Stdin {
 		if err := s.known(r.ID, r.ExecID); err != nil {
