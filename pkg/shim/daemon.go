@@ -79,6 +79,7 @@ func runDaemon(ctx context.Context, f flags) error {
 	pub := NewPublisher(os.Getenv(ttrpcAddressEnv), f.namespace)
 	shutdown := make(chan struct{})
 	svc := newService(processCreate, pub, func() { close(shutdown) })
+	svc.namespace = f.namespace
 	server, err := newDaemonServer(svc)
 	if err != nil {
 		return err

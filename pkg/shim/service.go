@@ -56,6 +56,9 @@ type service struct {
 	create   createFunc
 	pub      process.Publisher
 	shutdown func() // called once, when Shutdown finds no task left
+	// namespace is the daemon's (-namespace): a request without the
+	// header (containerd 1.6 sends none) is in it.
+	namespace string
 
 	mu      sync.Mutex
 	tasks   map[string]task // a nil task is being created
@@ -125,7 +128,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	s.mu.Unlock()
 
 	cfg := process.CreateConfig{
-		Namespace: requestNamespace(ctx),
+		Namespace: s.requestNamespace(ctx),
 		ID:        r.ID,
 		Bundle:    r.Bundle,
 		Rootfs:    r.Rootfs,
@@ -389,10 +392,13 @@ func (s *service) Stats(ctx context.Context, r *taskapi.StatsRequest) (*taskapi.
 }
 
 // requestNamespace is containerd's namespace of a request, from the header
-// its ttrpc client sets.
-func requestNamespace(ctx context.Context) string {
-	if v, ok := ttrpc.GetMetadataValue(ctx, "containerd-namespace-ttrpc"); ok {
+// its ttrpc client sets, else the daemon's.
+func (s *service) requestNamespace(ctx context.Context) string {
+	if v, ok := ttrpc.GetMetadataValue(ctx, "containerd-namespace-ttrpc"); ok && v != "" {
 		return v
+	}
+	if s.namespace != "" {
+		return s.namespace
 	}
 	return os.Getenv("NAMESPACE")
 }
