@@ -388,6 +388,41 @@ func stdinCloseIO(t *testing.T, target string, closeIOFirst bool) {
 	c.closeIO(t, id, execID)
 }
 
+// TestIOCloseIOBeforeExecStart: a CloseIO that comes before an exec's
+// Start (ctr's stdin reaching EOF while the exec is being set up) is kept
+// and applied when Start opens the IO: the exec reads what was written,
+// then EOF. Ours only: runc's shim has no stdin writer yet to close, so
+// its exec would wait for input forever.
+func TestIOCloseIOBeforeExecStart(t *testing.T) {
+	requireAutokillRuntime(t)
+	id := newContainerID(t)
+	runDetached(t, id, 1, nil, "exec sleep 1000")
+	c := newIOAPI(t)
+	p := newProcIO(t, id)
+	a := attachFifos(t, p)
+	if err := c.exec(t, id, "cat", p, "sh", "-c", "cat; echo end"); err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	c.closeIO(t, id, "cat")
+	go func() {
+		// Completes once Start has opened the fifo's read end.
+		if _, err := io.WriteString(a.stdin, "abc"); err != nil {
+			t.Errorf("write stdin: %v", err)
+		}
+		a.closeStdin(t)
+	}()
+	c.startExec(t, id, "cat")
+	waitFor(t, timeout(30*time.Second), "cat to see EOF and exit", func() bool { return !c.running(t, id, "cat") },
+		func() string { return "stdout " + a.out.String() })
+	if st := c.wait(t, id, "cat"); st != 0 {
+		t.Errorf("exit status %d, want 0", st)
+	}
+	a.waitEOF(t)
+	if got := a.out.String(); got != "abcend\n" {
+		t.Errorf("stdout %q, want %q", got, "abcend\n")
+	}
+}
+
 // ---------------------------------------------------------------------------------------------
 // attach, detach, attach again
 
