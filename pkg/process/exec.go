@@ -173,9 +173,7 @@ func (c *Container) spawnExec(ctx context.Context, e *execProcess) (_ initProc, 
 	if e.plan.Process.Terminal {
 		open = openTerminalStdio
 	}
-	// A binary:// logger's CONTAINER_ID is the exec's id, as runc's shim
-	// sets it.
-	io, err := open(ctx, e.id, c.cfg.Namespace, e.cfg.Stdin, e.cfg.Stdout, e.cfg.Stderr)
+	io, err := open(ctx, c.id+"/"+e.id, c.cfg.Namespace, e.cfg.Stdin, e.cfg.Stdout, e.cfg.Stderr)
 	if err != nil {
 		return nil, nil, err
 	}

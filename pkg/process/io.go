@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -85,7 +86,13 @@ func openStdio(ctx context.Context, id, ns, in, out, errp string) (_ *stdio, err
 		if errp != out {
 			return nil, fmt.Errorf("stdout %q and stderr %q: a logging binary must take both: %w", out, errp, errdefs.ErrInvalidArgument)
 		}
-		if s.logger, err = startLogger(ctx, u, id, ns); err != nil {
+		// id is "<container>" or "<container>/<exec>"; an exec's logger
+		// gets the exec's id as CONTAINER_ID, as runc's shim sets it.
+		lid := id
+		if _, e, ok := strings.Cut(id, "/"); ok {
+			lid = e
+		}
+		if s.logger, err = startLogger(ctx, u, lid, ns); err != nil {
 			return nil, err
 		}
 		s.child[1], s.child[2] = s.logger.stdout, s.logger.stderr
