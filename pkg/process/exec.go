@@ -383,20 +383,31 @@ func (c *Container) execPids() map[uint32]string {
 	return m
 }
 
+// stdioLocked is the IO of the init (execID "") or of an exec (nil until
+// its Start opened it), and the exec. Called with mu held.
+func (c *Container) stdioLocked(execID string) (*stdio, *execProcess, error) {
+	if execID == "" {
+		return c.io, nil, nil
+	}
+	e, err := c.execLocked(execID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e.io, e, nil
+}
+
 // CloseIO closes the shim's writer of the stdin of the init (execID "") or
 // an exec, so that the process reads EOF once containerd's client has
 // closed its own; for an exec not started yet it is remembered.
 func (c *Container) CloseIO(execID string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	io := c.io
-	if execID != "" {
-		e, err := c.execLocked(execID)
-		if err != nil {
-			return err
-		}
+	io, e, err := c.stdioLocked(execID)
+	if err != nil {
+		return err
+	}
+	if e != nil {
 		e.stdinClosed = true
-		io = e.io
 	}
 	if err := io.closeStdin(); err != nil {
 		return fmt.Errorf("close the stdin of %s %s: %w", c.id, execID, err)
@@ -409,13 +420,9 @@ func (c *Container) CloseIO(execID string) error {
 func (c *Container) ResizePty(execID string, width, height uint32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	io := c.io
-	if execID != "" {
-		e, err := c.execLocked(execID)
-		if err != nil {
-			return err
-		}
-		io = e.io
+	io, _, err := c.stdioLocked(execID)
+	if err != nil {
+		return err
 	}
 	if io == nil || io.console == nil {
 		return nil
