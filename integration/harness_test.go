@@ -438,6 +438,11 @@ func (c *containerd) ctrRaw(d time.Duration, args ...string) (stdout, stderr str
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	full := append([]string{"--address", c.address(), "--namespace", testNamespace}, args...)
+	if os.Getenv("AUTOKILL_TIER") == "vm" {
+		// ctr's dial gives up after 10 s by default: 50 ctr starting at
+		// once on the VM's emulated CPU took longer (either runtime).
+		full = append([]string{"--connect-timeout", "60s"}, full...)
+	}
 	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "ctr"), full...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
