@@ -284,32 +284,6 @@ func shimCgroupDir(t *testing.T, p string) {
 	})
 }
 
-// procCgroup is the cgroup of pid in the hierarchy that has controller (v1),
-// or its v2 cgroup.
-func procCgroup(t *testing.T, pid int, controller string) string {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		parts := strings.SplitN(l, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if cgroupV2Only() && parts[0] == "0" {
-			return parts[2]
-		}
-		for _, c := range strings.Split(parts[1], ",") {
-			if c == controller {
-				return parts[2]
-			}
-		}
-	}
-	t.Fatalf("pid %d: no %s cgroup in\n%s", pid, controller, b)
-	return ""
-}
-
 // TestAPIRuntimeOptionsShimCgroup: ShimCgroup (containerd's WithShimCgroup)
 // puts the shim daemon into that existing cgroup when it starts; the
 // container keeps its own cgroup. A ShimCgroup that does not exist fails
@@ -325,10 +299,10 @@ func TestAPIRuntimeOptionsShimCgroup(t *testing.T) {
 		t.Fatalf("create: %v", err)
 	}
 	shim := shimPid(t, id)
-	if got := procCgroup(t, shim, "memory"); got != cg {
+	if got := cgroupOfPid(t, shim, "memory"); got != cg {
 		t.Errorf("shim %d is in cgroup %q, want %q", shim, got, cg)
 	}
-	if got := procCgroup(t, int(resp.Pid), "memory"); got == cg {
+	if got := cgroupOfPid(t, int(resp.Pid), "memory"); got == cg {
 		t.Errorf("the container's init %d is in the shim's cgroup %q", resp.Pid, got)
 	}
 
@@ -363,7 +337,7 @@ func TestRuntimeOptionsConfigPath(t *testing.T) {
 	id := newContainerID(t)
 	runDetached(t, id, 1, []string{"--runtime-config-path", cfg}, "exec sleep 1000")
 	shim := shimPid(t, id)
-	if got := procCgroup(t, shim, "memory"); got != cg {
+	if got := cgroupOfPid(t, shim, "memory"); got != cg {
 		t.Errorf("shim %d is in cgroup %q, want %q", shim, got, cg)
 	}
 	// An exec's stdio (ctr's fifos) is its user's too.
