@@ -230,6 +230,46 @@ func crashJoinedPidNS(t *testing.T, containerdUp bool) {
 func TestCrashShapeJoinedPidNSContainerdRunning(t *testing.T) { crashJoinedPidNS(t, true) }
 func TestCrashShapeJoinedPidNSContainerdStopped(t *testing.T) { crashJoinedPidNS(t, false) }
 
+// crashJoinedUserNS: a user namespace joined by path (the pod's) with a pid
+// namespace of the container's own: the init is cloned by a launcher inside
+// the user namespace, so the daemon holds its pidfd only by fd passing (in
+// native mode the same autokill file; in fallback mode the init is the
+// daemon's child through CLONE_PARENT, with PDEATHSIG).
+func crashJoinedUserNS(t *testing.T, containerdUp bool) {
+	requireAutokillRuntime(t)
+	rootfs := usernsRootfs(t)
+	sandbox := newContainerID(t)
+	sb := runDetached(t, sandbox, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	id := newContainerID(t)
+	pids := runSpecDetached(t, id, joinSpec(t, id, rootfs, sb.Pid, usernsMapping, true, tree...), 4)
+	shim := shimPid(t, id)
+	if z := zombiesOf(shim); len(z) != 0 {
+		t.Errorf("the launcher left zombies: %v", z)
+	}
+	// The init is the task's pid: pid 1 of its own pid namespace. In
+	// fallback mode CLONE_PARENT made it the daemon's child (waitid and
+	// PDEATHSIG need that); in native mode its launcher's exit left it to a
+	// subreaper or the host's init, and the autokill pidfd holds it.
+	st, ok := taskStatus(t, id)
+	if !ok {
+		t.Fatalf("task %s not listed", id)
+	}
+	init, err := procStat(st.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if native := expectNative(t); (init.PPid == shim) == native {
+		t.Errorf("init %v, shim %d: in %s mode the init's parent must %sbe the shim", init, shim, map[bool]string{true: "native", false: "fallback"}[native], map[bool]string{true: "not ", false: ""}[native])
+	}
+	crashShape(t, id, pids, containerdUp)
+	if !alive(sb.Pid) {
+		t.Errorf("the sandbox's init %d died with the other container's shim", sb.Pid)
+	}
+}
+
+func TestCrashShapeJoinedUserNSContainerdRunning(t *testing.T) { crashJoinedUserNS(t, true) }
+func TestCrashShapeJoinedUserNSContainerdStopped(t *testing.T) { crashJoinedUserNS(t, false) }
+
 // crashSuExec: the init drops root with setuid(2) before exec'ing the
 // workload, as su-exec and gosu do; in fallback mode that cleared
 // PDEATHSIG. It has its own pid namespace.

@@ -366,18 +366,41 @@ func TestUserNSJoinWrongMappings(t *testing.T) {
 	}
 }
 
-// TestUserNSJoinNewPidNSNotImplemented pins a limitation: a joined user
-// namespace with a pid namespace of the container's own (CRI's default for
-// user-namespaced pods; runc does it) is refused as NotImplemented, not
-// set up with a pid namespace that its root could not mount /proc for.
-func TestUserNSJoinNewPidNSNotImplemented(t *testing.T) {
-	requireAutokillRuntime(t)
+// TestAPIUserNSJoinNewPidNS: a container joins a user namespace by path
+// and has a pid namespace of its own, CRI's shape for the app containers of
+// a user-namespaced pod: it is pid 1 of a pid namespace owned by the joined
+// user namespace (its root mounts /proc), root there, and its mount, ipc,
+// uts and network namespaces belong to that user namespace too.
+func TestAPIUserNSJoinNewPidNS(t *testing.T) {
 	rootfs := usernsRootfs(t)
 	first := newContainerID(t)
 	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
 	id := newContainerID(t)
-	r := runSpecRm(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, true, "true"))
-	if r.Code == 0 || !strings.Contains(r.Stderr, "with a new pid namespace") || !strings.Contains(r.Stderr, "not implemented") {
-		t.Fatalf("want NotImplemented; got %s", r)
+	r := runSpecRm(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, true, "sh", "-c",
+		`echo $$; id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; readlink /proc/self/ns/pid; ls /proc | grep -c '^[0-9]'; [ -n "$(cat /sys/kernel/uevent_seqnum)" ] && echo sys-ok`))
+	if r.Code != 0 {
+		t.Fatalf("ctr run --config (join user namespace, new pid namespace): %s", r)
+	}
+	wantUser, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", ti.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sandboxPid, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", ti.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	if len(lines) != 7 || lines[0] != "1" || lines[1] != "0" || lines[3] != wantUser || lines[6] != "sys-ok" {
+		t.Fatalf("want pid 1, uid 0, the map, %s, a pid namespace, a few pids, sys-ok; got %s", wantUser, r)
+	}
+	if f := strings.Fields(lines[2]); len(f) != 3 || f[1] != strconv.Itoa(usernsHost) {
+		t.Errorf("uid_map %q", lines[2])
+	}
+	if lines[4] == sandboxPid {
+		t.Errorf("pid namespace %s is the joined container's: want one of its own", lines[4])
+	}
+	// Its own /proc shows its own pid namespace: sh and the one ls.
+	if n, err := strconv.Atoi(lines[5]); err != nil || n > 3 {
+		t.Errorf("/proc lists %q pids: not a /proc of the container's own pid namespace", lines[5])
 	}
 }

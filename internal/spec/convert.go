@@ -176,7 +176,9 @@ func NamespaceTypes() []string {
 	var out []string
 	for _, t := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.NetworkNamespace, specs.MountNamespace,
 		specs.IPCNamespace, specs.UTSNamespace, specs.UserNamespace, specs.CgroupNamespace, specs.TimeNamespace} {
-		if _, ok := nsFlags[t]; ok {
+		// User namespaces are handled apart (convertUserNS), in every shape:
+		// new, or joined by path with or without a pid namespace of their own.
+		if _, ok := nsFlags[t]; ok || t == specs.UserNamespace {
 			out = append(out, string(t))
 		}
 	}

@@ -53,6 +53,12 @@ type SpawnAttr struct {
 	// byte on Sync, waits for the other end to close and exits, never
 	// exec'ing: a process that shows a joined user namespace's maps.
 	Holder bool
+	// Launch: the child only joins Setns and unshares Unshare (CLONE_NEWPID
+	// included), then clones the real child with the daemon's flags, passes
+	// its pidfd back and exits: how an init becomes pid 1 of a pid namespace
+	// owned by a user namespace joined by path (see launch in
+	// spawn_linux.c). The returned Process is that init.
+	Launch bool
 }
 
 // Namespace is a namespace to join: an fd of /proc/PID/ns/* (or a bind
@@ -178,9 +184,21 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 		s.pdeathsig = C.int(unix.SIGKILL)
 	}
 	s.cgroup_fd = -1
+	s.launch_cgroup_fd = -1
 	if attr.Cgroup != nil {
 		s.flags |= cloneIntoCgroup
 		s.cgroup_fd = C.int(attr.Cgroup.Fd())
+	}
+	var launch *launcher
+	if attr.Launch {
+		if attr.PidNS != nil || attr.UserNS || attr.Holder || attr.Cloneflags != 0 {
+			return nil, fmt.Errorf("pidfd: a launcher unshares its namespaces; it cannot join a pid namespace, clone namespaces or be a holder")
+		}
+		var err error
+		if launch, err = setLaunch(&s, mode); err != nil {
+			return nil, err
+		}
+		defer launch.close()
 	}
 	free := setExec(&s, attr.Exe, attr.Stdio, attr.Sync, attr.Args, attr.Env)
 	defer free()
@@ -230,6 +248,9 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 	runtime.KeepAlive(attr)
 	if pid < 0 {
 		return nil, fmt.Errorf("%w: %w", ErrSpawn, os.NewSyscallError("clone3", unix.Errno(cerr)))
+	}
+	if launch != nil {
+		return launch.launched(int(fd), mode)
 	}
 	return newProcess(int(pid), int(fd), mode)
 }

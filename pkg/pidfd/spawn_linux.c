@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/sched.h>
@@ -50,6 +51,63 @@ static void child_fail(int sync_fd, const char *what, int err) {
 	syscall(SYS_exit_group, 127);
 }
 
+// launch runs in a child that joined a user namespace by path and unshared
+// a pid namespace there (a pid namespace owned by that user namespace can
+// only be made from inside it, and the daemon, multithreaded, cannot setns
+// into a user namespace). It clones the container's init, pid 1 of that pid
+// namespace, hands the init's pidfd to the daemon and exits; it returns only
+// in the init, which goes on as any trampoline child.
+//
+// Native mode: the init is AUTOREAP|AUTOKILL, and its autokill pidfd is the
+// struct file this clone3 made: passed over the socket it is the same file,
+// so once the launcher exits the daemon's copy is the last one (an in-flight
+// copy dies with the daemon's socket). Fallback: CLONE_PARENT makes the init
+// a child of the daemon's spawner thread, so that waitid works and
+// PDEATHSIG follows that thread, as for every other init.
+static void launch(const struct ak_spawn *s) {
+	// Nothing in the joined user namespace may ptrace us while we hold the
+	// daemon's fds.
+	if (syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) child_fail(s->launch_fd, "prctl(PR_SET_DUMPABLE)", errno);
+	struct ak_clone_args args;
+	memset(&args, 0, sizeof(args));
+	int pidfd = -1;
+	args.flags = s->launch_flags;
+	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+	args.exit_signal = 0;
+	args.cgroup = (uint64_t)(s->launch_cgroup_fd >= 0 ? s->launch_cgroup_fd : 0);
+	long pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0) {
+		// PDEATHSIG is not inherited: arm it before anything else.
+		if (s->pdeathsig && syscall(SYS_prctl, PR_SET_PDEATHSIG, s->pdeathsig, 0, 0, 0) < 0)
+			child_fail(s->sync_fd, "prctl(PR_SET_PDEATHSIG)", errno);
+		return;
+	}
+	if (pid < 0) child_fail(s->launch_fd, "clone3 of the init in the joined user namespace", errno);
+	char b = 'p';
+	struct iovec iov = {.iov_base = &b, .iov_len = 1};
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	memset(&u, 0, sizeof(u));
+	struct msghdr msg;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &pidfd, sizeof(int));
+	long n;
+	do n = syscall(SYS_sendmsg, s->launch_fd, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+	// Unsent (the daemon is gone), the init dies with our copy in native
+	// mode and with the daemon's thread in fallback mode.
+	syscall(SYS_exit_group, n == 1 ? 0 : 127);
+}
+
 static void child(const struct ak_spawn *s) {
 	int i;
 	// Go's handlers are meaningless here and must not run; the container
@@ -63,11 +121,14 @@ static void child(const struct ak_spawn *s) {
 	}
 	if (s->probe) syscall(SYS_exit_group, 0);
 
+	// A launcher reports on its own socket: the daemon reads it before it
+	// knows of any init.
+	int fail_fd = s->launch ? s->launch_fd : s->sync_fd;
 	if (s->pdeathsig) {
 		// Fallback containment: the daemon's spawner thread never exits,
 		// so this fires only when the daemon dies.
 		if (syscall(SYS_prctl, PR_SET_PDEATHSIG, s->pdeathsig, 0, 0, 0) < 0)
-			child_fail(s->sync_fd, "prctl(PR_SET_PDEATHSIG)", errno);
+			child_fail(fail_fd, "prctl(PR_SET_PDEATHSIG)", errno);
 	}
 	if (s->userns_wait) {
 		// Until the daemon has written uid_map and gid_map we are nobody
@@ -81,9 +142,10 @@ static void child(const struct ak_spawn *s) {
 		// Never nstype 0: with it the kernel joins whatever namespace the fd
 		// names, so a "network" path to a mount namespace would move the
 		// container into that mount namespace (EINVAL on a mismatch instead).
-		if (syscall(SYS_setns, s->ns_fds[i], s->ns_types[i]) < 0) child_fail(s->sync_fd, "setns", errno);
+		if (syscall(SYS_setns, s->ns_fds[i], s->ns_types[i]) < 0) child_fail(fail_fd, "setns", errno);
 	}
-	if (s->unshare && syscall(SYS_unshare, s->unshare) < 0) child_fail(s->sync_fd, "unshare", errno);
+	if (s->unshare && syscall(SYS_unshare, s->unshare) < 0) child_fail(fail_fd, "unshare", errno);
+	if (s->launch) launch(s);
 	if (s->holder) {
 		// Only its namespaces matter (the daemon reads the maps of the
 		// user namespace it joined), then the daemon hangs up.

@@ -19,6 +19,13 @@ struct ak_spawn {
 	int become_root;     // setresgid/setresuid(0) in the (new or joined) user ns
 	uint64_t unshare;    // CLONE_NEW* to unshare after the setns (owned by a joined user ns)
 	int holder;          // after setns/unshare: say so on sync_fd, wait for its EOF, exit (no exec)
+	int launch;          // after setns/unshare the child is only a launcher: it clones
+	                     // the real child with launch_flags (into launch_cgroup_fd), sends that
+	                     // child's pidfd over launch_fd (SCM_RIGHTS) and exits; its own
+	                     // failures are reported on launch_fd
+	int launch_fd;
+	uint64_t launch_flags;
+	int launch_cgroup_fd; // for the launched child's CLONE_INTO_CGROUP, else -1
 };
 
 int ak_spawn(const struct ak_spawn *s, int *pidfd, int *err);

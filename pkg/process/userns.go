@@ -185,15 +185,6 @@ func userNSAttr(plan *spec.Plan, attr *pidfd.SpawnAttr, files *[]*os.File) error
 		return nil
 	}
 	create := plan.Namespaces.Create
-	if create&unix.CLONE_NEWPID != 0 {
-		// clone3 would make the pid namespace owned by the host's user
-		// namespace, where the container's root cannot mount its /proc;
-		// a pid namespace unshared in the joined user namespace cannot be
-		// entered before it has an init (pid_for_children is ENOENT until
-		// then). Making it needs the init cloned from inside the joined
-		// namespace (a launcher passing its pidfd back): not done yet.
-		return fmt.Errorf("joining user namespace %s with a new pid namespace: %w", u.Path, errdefs.ErrNotImplemented)
-	}
 	f, err := os.Open(u.Path)
 	if err != nil {
 		return fmt.Errorf("join user namespace: %w", err)
@@ -211,8 +202,13 @@ func userNSAttr(plan *spec.Plan, attr *pidfd.SpawnAttr, files *[]*os.File) error
 	}
 	attr.Setns = append([]pidfd.Namespace{{File: f, Type: unix.CLONE_NEWUSER}}, attr.Setns...)
 	attr.Cloneflags = 0
-	attr.Unshare = create &^ unix.CLONE_NEWPID
+	attr.Unshare = create
 	attr.BecomeRoot = true
+	// A new pid namespace must be owned by the joined user namespace (its
+	// root mounts the container's /proc), so it is unshared in there, and
+	// it has no pid 1 until someone there forks: a launcher does, and hands
+	// the init's pidfd back (pidfd.SpawnAttr.Launch).
+	attr.Launch = create&unix.CLONE_NEWPID != 0
 	return nil
 }
 

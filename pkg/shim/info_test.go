@@ -70,9 +70,11 @@ func TestRuntimeInfo(t *testing.T) {
 			t.Errorf("namespace %s missing", ns)
 		}
 	}
-	// "user" would make CRI run user-namespaced pods (see ociFeatures).
-	if slices.Contains(f.Linux.Namespaces, "user") || !slices.Contains(f.MountOptions, "rro") {
-		t.Error("claims user namespaces, or does not claim recursive read-only")
+	// "user" makes containerd's CRI run user-namespaced pods, whose app
+	// containers join the sandbox's user namespace with a pid namespace of
+	// their own: that shape must work before it is advertised.
+	if !slices.Contains(f.Linux.Namespaces, "user") || !slices.Contains(f.MountOptions, "rro") {
+		t.Error("does not claim user namespaces, or recursive read-only")
 	}
 	if f.Annotations[AnnotationCheckpoint] == "" || info.Annotations[AnnotationCheckpoint] == "" {
 		t.Error("no checkpoint annotation")
@@ -188,6 +190,10 @@ func TestFeaturesMatchValidation(t *testing.T) {
 		_, err := spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) {
 			if typ != string(specs.MountNamespace) {
 				s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.LinuxNamespaceType(typ)})
+			}
+			if typ == string(specs.UserNamespace) {
+				m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+				s.Linux.UIDMappings, s.Linux.GIDMappings = m, m
 			}
 		}))
 		return err
