@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -403,4 +404,36 @@ func TestAPIUserNSJoinNewPidNS(t *testing.T) {
 	if n, err := strconv.Atoi(lines[5]); err != nil || n > 3 {
 		t.Errorf("/proc lists %q pids: not a /proc of the container's own pid namespace", lines[5])
 	}
+}
+
+// TestAPIUserNSJoinNewPidNSExec: an exec into such a container enters its
+// user and pid namespaces (not only the joined user namespace's first
+// container's): it is root there and sees the container's pid 1.
+func TestAPIUserNSJoinNewPidNSExec(t *testing.T) {
+	rootfs := usernsRootfs(t)
+	first := newContainerID(t)
+	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	id := newContainerID(t)
+	runSpecDetached(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, true, "sh", "-c", "exec sleep 1000"), 1)
+	st, ok := taskStatus(t, id)
+	if !ok {
+		t.Fatalf("task %s not listed", id)
+	}
+	wantUser, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", ti.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPid, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := execIn(t, id, "e1", nil, "sh", "-c", `id -u; readlink /proc/self/ns/user; readlink /proc/self/ns/pid; cat /proc/1/comm`)
+	if r.Code != 0 {
+		t.Fatalf("ctr task exec: %s", r)
+	}
+	if got := strings.Fields(r.Stdout); !slices.Equal(got, []string{"0", wantUser, wantPid, "sleep"}) {
+		t.Fatalf("exec: got %q, want [0 %s %s sleep]", got, wantUser, wantPid)
+	}
+	mustCtr(t, "tasks", "kill", "-s", "KILL", id)
+	waitTaskStatus(t, id, "STOPPED", timeout(30*time.Second))
 }
