@@ -9,15 +9,6 @@ import (
 	"syscall"
 )
 
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 func containsLine(out, line string) bool {
 	for _, l := range strings.Split(out, "\n") {
 		if strings.TrimSpace(l) == line {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,7 +162,7 @@ func shimPid(t testing.TB, id string) int {
 			if argValue(args, "-address") != cd.address() || argValue(args, "-id") != id {
 				continue
 			}
-			if last := args[len(args)-1]; last == "start" || last == "delete" || slicesContains(args, "__autokill_init") {
+			if last := args[len(args)-1]; last == "start" || last == "delete" || slices.Contains(args, "__autokill_init") {
 				continue
 			}
 			if !alive(p) {
