@@ -30,7 +30,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -405,16 +404,20 @@ func TestAPIMetrics(t *testing.T) {
 		t.Fatalf("metrics: %v %v", r, err)
 	}
 	data := r.Metrics[0].Data
+	stats, err := typeurl.UnmarshalAny(data)
+	if err != nil {
+		t.Fatalf("metrics of type %q: %v", data.GetTypeUrl(), err)
+	}
 	var pids, memUsage, memLimit, cpuUsage uint64
 	if cgroupV2Only() {
-		var s v2stats.Metrics
-		if data.GetTypeUrl() != "io.containerd.cgroups.v2.Metrics" || proto.Unmarshal(data.GetValue(), &s) != nil {
+		s, ok := stats.(*v2stats.Metrics)
+		if !ok {
 			t.Fatalf("metrics of type %q, want io.containerd.cgroups.v2.Metrics", data.GetTypeUrl())
 		}
 		pids, memUsage, memLimit, cpuUsage = s.GetPids().GetCurrent(), s.GetMemory().GetUsage(), s.GetMemory().GetUsageLimit(), s.GetCPU().GetUsageUsec()
 	} else {
-		var s v1stats.Metrics
-		if data.GetTypeUrl() != "io.containerd.cgroups.v1.Metrics" || proto.Unmarshal(data.GetValue(), &s) != nil {
+		s, ok := stats.(*v1stats.Metrics)
+		if !ok {
 			t.Fatalf("metrics of type %q, want io.containerd.cgroups.v1.Metrics", data.GetTypeUrl())
 		}
 		pids, memUsage, memLimit, cpuUsage = s.GetPids().GetCurrent(), s.GetMemory().GetUsage().GetUsage(), s.GetMemory().GetUsage().GetLimit(), s.GetCPU().GetUsage().GetTotal()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,12 +95,12 @@ func TestCtrRunDetachedLsPsKill(t *testing.T) {
 	if len(pids) != 4 {
 		t.Errorf("ctr task ps %s: want 4 processes (sh + 3 sleep), got %v\n%s", id, pids, psTable(pids))
 	}
-	if !containsInt(pids, ti.Pid) {
+	if !slices.Contains(pids, ti.Pid) {
 		t.Errorf("ctr task ps %s: %v does not include the init pid %d", id, pids, ti.Pid)
 	}
 	procs := containerProcs(t, id)
 	for _, p := range pids {
-		if !containsInt(procs, p) {
+		if !slices.Contains(procs, p) {
 			t.Errorf("pid %d from ctr task ps is not in the container's cgroup or pid namespace (%v)", p, procs)
 		}
 	}
@@ -327,7 +328,7 @@ func TestCtrRunMemoryLimit(t *testing.T) {
 		if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(limit) {
 			t.Fatalf("%s: %q, %v; want %d", file, b, err, limit)
 		}
-		if procs := readCgroupProcs(t, filepath.Dir(file)); !containsInt(procs, ti.Pid) {
+		if procs := readCgroupProcs(t, filepath.Dir(file)); !slices.Contains(procs, ti.Pid) {
 			t.Errorf("init pid %d is not in %s/cgroup.procs %v", ti.Pid, filepath.Dir(file), procs)
 		}
 	})
@@ -410,13 +411,4 @@ func TestCtrRunSpecFile(t *testing.T) {
 	if alt := "65534 65534 1 2\nspec-host\n/tmp\nbar\nro\n"; got != want && got != alt {
 		t.Fatalf("want %q (or %q); got %s", want, alt, r)
 	}
-}
-
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

@@ -3,31 +3,26 @@ package integration
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/containerd/containerd/api/types"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 )
 
 // kernelHasAutokill decides from the kernel version alone, not from the
 // shim's own probe, so that a shim that fails to use the flags on a kernel
 // that has them fails the tests instead of skipping them.
-func kernelHasAutokill() bool {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return false
+func kernelHasAutokill(t *testing.T) bool {
+	t.Helper()
+	ok, err := linux.KernelAtLeast(7, 1)
+	if err != nil {
+		t.Fatalf("kernel version: %v", err)
 	}
-	parts := strings.SplitN(unix.ByteSliceToString(u.Release[:]), ".", 3)
-	major, _ := strconv.Atoi(parts[0])
-	minor := 0
-	if len(parts) > 1 {
-		minor, _ = strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
-	}
-	return major > 7 || (major == 7 && minor >= 1)
+	return ok
 }
 
 var shimInfo = sync.OnceValues(func() (*types.RuntimeInfo, error) {
@@ -46,7 +41,7 @@ var shimInfo = sync.OnceValues(func() (*types.RuntimeInfo, error) {
 // the test if the shim then does not say it uses it.
 func expectNative(t *testing.T) bool {
 	t.Helper()
-	native := kernelHasAutokill()
+	native := kernelHasAutokill(t)
 	if runtimeName != autokillRT {
 		return false
 	}
