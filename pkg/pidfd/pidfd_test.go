@@ -11,23 +11,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 )
 
 // kernelHasAutokill decides from the kernel version alone, independently of
 // Probe, so that a broken probe fails the tests instead of skipping them.
 func kernelHasAutokill(t *testing.T) bool {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
+	ok, err := linux.KernelAtLeast(7, 1)
+	if err != nil {
 		t.Fatal(err)
 	}
-	rel := unix.ByteSliceToString(u.Release[:])
-	parts := strings.SplitN(rel, ".", 3)
-	major, _ := strconv.Atoi(parts[0])
-	minor := 0
-	if len(parts) > 1 {
-		minor, _ = strconv.Atoi(parts[1])
-	}
-	return major > 7 || (major == 7 && minor >= 1)
+	return ok
 }
 
 func requireNative(t *testing.T) {
