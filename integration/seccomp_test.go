@@ -40,16 +40,28 @@ func checkSeccompDenied(t *testing.T, what, out string) {
 // processes): the denied syscalls fail with the profile's errnoRet and
 // the container runs on. An unknown action is refused at create.
 func TestAPISeccompProfile(t *testing.T) {
-	t.Run("init", func(t *testing.T) {
-		id := newContainerID(t)
-		r := runSpecRm(t, id, apiSpec(t, id, []string{"sh", "-c", seccompScript}, func(spec, proc, linux map[string]any) {
-			linux["seccomp"] = denyMkdir()
-		}))
-		if r.Code != 0 {
-			t.Fatalf("ctr run: %s", r)
-		}
-		checkSeccompDenied(t, "init", r.Stdout)
-	})
+	// With no_new_privs the filter is loaded last; without it, before the
+	// capabilities drop (it then needs CAP_SYS_ADMIN): both must hold.
+	for _, nnp := range []bool{true, false} {
+		t.Run("init nnp="+strconv.FormatBool(nnp), func(t *testing.T) {
+			id := newContainerID(t)
+			r := runSpecRm(t, id, apiSpec(t, id, []string{"sh", "-c", seccompScript + "; grep NoNewPrivs /proc/self/status"}, func(spec, proc, linux map[string]any) {
+				linux["seccomp"] = denyMkdir()
+				proc["noNewPrivileges"] = nnp
+			}))
+			if r.Code != 0 {
+				t.Fatalf("ctr run: %s", r)
+			}
+			checkSeccompDenied(t, "init", r.Stdout)
+			want := "NoNewPrivs:\t0"
+			if nnp {
+				want = "NoNewPrivs:\t1"
+			}
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("no_new_privs is not %v (the filter must not set it):\n%s", nnp, r.Stdout)
+			}
+		})
+	}
 	t.Run("exec", func(t *testing.T) {
 		id := newContainerID(t)
 		spec := apiSpec(t, id, []string{"sh", "-c", "exec sleep 1000"}, func(spec, proc, linux map[string]any) {
