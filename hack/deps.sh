@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need. Idempotent; run as root.
-#   - Debian: containerd (1.6), runc, crun, busybox-static, shellcheck (make lint-sh), apparmor,
+#   - Debian: containerd (1.6), runc, crun, busybox-static, shellcheck (make lint-sh), apparmor
+#     (apparmor_parser: the VM tier loads test profiles; the VM shares this filesystem),
 #     libseccomp2 and libseccomp-dev (the shim links libseccomp through cgo: internal/seccomp)
-#     (apparmor_parser: the VM tier loads test profiles; the VM shares this filesystem)
 #   - every containerd pinned in hack/lib.sh (1.7, 2.2, 2.4): containerd, ctr and
 #     containerd-shim-runc-v2 built from the Go module proxy into $AUTOKILL_CACHE/containerd-<ver>/bin
 #   hack/deps.sh [VERSION...]   only these containerd versions (default: every pinned one; a bin dir
