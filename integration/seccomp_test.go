@@ -73,11 +73,18 @@ func TestAPISeccompProfile(t *testing.T) {
 		waitTaskStatus(t, id, "RUNNING", timeout(30*time.Second))
 		// The exec's process object has no seccomp of its own: the
 		// container's applies.
-		status, out, err := aaExec(t, id, "sc", aaProcess("", "sh", "-c", seccompScript))
-		if err != nil || status != 0 {
-			t.Fatalf("exec: status %d, %v\n%s", status, err, out)
+		// Both load points: before the credentials change (no
+		// no_new_privs) and right before execve.
+		for _, nnp := range []bool{false, true} {
+			p := aaProcess("", "sh", "-c", seccompScript)
+			p.NoNewPrivileges = nnp
+			execID := "sc-nnp-" + strconv.FormatBool(nnp)
+			status, out, err := aaExec(t, id, execID, p)
+			if err != nil || status != 0 {
+				t.Fatalf("exec %s: status %d, %v\n%s", execID, status, err, out)
+			}
+			checkSeccompDenied(t, "exec "+execID, out)
 		}
-		checkSeccompDenied(t, "exec", out)
 		if pids := taskPids(t, id); len(pids) != 1 {
 			t.Errorf("processes after the exec: %v, want the init only", pids)
 		}
