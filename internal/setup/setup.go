@@ -370,13 +370,13 @@ func prepareProcess(proc *spec.Process, filter *specs.LinuxSeccomp, last uint, f
 		}
 		return nil
 	}
-	// Without no_new_privs, loading a filter takes CAP_SYS_ADMIN: load it
-	// while we have it, before the credentials change, as runc does. The
-	// set*id, capset and everything up to execve then run under it.
+	// The filter is compiled here, so that a profile libseccomp refuses
+	// fails the Create (for an exec, before any of it runs), never the
+	// init's Start. Without no_new_privs, loading it takes CAP_SYS_ADMIN:
+	// it is loaded now, before the credentials change, as runc does, and
+	// set*id, capset and everything up to execve run under it.
 	var compiled *seccomp.Filter
 	if filter != nil {
-		// Compiled now, so that a profile libseccomp refuses fails the
-		// Create or the exec request, never the Start.
 		var err error
 		if compiled, err = seccomp.Compile(filter); err != nil {
 			return nil, err
