@@ -97,7 +97,7 @@ func runExec(p *spec.ExecPlan, console func(*os.File) error) (*Exec, error) {
 			return nil, err
 		}
 	}
-	ex, err := prepareProcess(&p.Process, p.LastCap, p.Fallback)
+	ex, err := prepareProcess(&p.Process, p.Seccomp, p.LastCap, p.Fallback)
 	// Not needed past the credentials, and not to be inherited.
 	execProcfs.Close()
 	execProcfs = nil

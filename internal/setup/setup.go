@@ -24,6 +24,7 @@ import (
 	"github.com/autokill/containerd-shim-autokill-v1/internal/hooks"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/seccomp"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
@@ -82,6 +83,9 @@ type Exec struct {
 	Env             []string
 	NoNewPrivileges bool
 	Fallback        bool
+	// Seccomp is the filter still to load, with no_new_privs, right
+	// before execve; nil when there is none or it is loaded already.
+	Seccomp *seccomp.Filter
 	// StartHooks are the startContainer hooks, run after Start in the
 	// container, with its credentials and root, right before execve.
 	StartHooks []hooks.Hook
@@ -110,6 +114,15 @@ func (e *Exec) exec(syncFd int) error {
 	}
 	if err := closeExtraFds(); err != nil {
 		return err
+	}
+	// With no_new_privs the filter needs no privilege, so it comes last,
+	// as runc loads it: only execve (and, if it fails, the write of the
+	// error and exit_group) runs under it here, and the hooks above ran
+	// without it.
+	if e.Seccomp != nil {
+		if err := e.Seccomp.Load(); err != nil {
+			return err
+		}
 	}
 	if err := unix.Exec(e.Path, e.Args, e.Env); err != nil {
 		return fmt.Errorf("exec %q: %w", e.Path, os.NewSyscallError("execve", err))
@@ -298,7 +311,7 @@ func Run(p *spec.Plan, joined func() error, console func(master *os.File) error)
 	if err := setPersonality(p.Personality); err != nil {
 		return nil, err
 	}
-	ex, err := prepareProcess(&p.Process, last, p.Fallback)
+	ex, err := prepareProcess(&p.Process, p.Seccomp, last, p.Fallback)
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +323,7 @@ func Run(p *spec.Plan, joined func() error, console func(master *os.File) error)
 // container, for the init and for an exec alike, and resolves the
 // entrypoint. It runs as root of the container's user namespace, with the
 // capabilities it needs, in the container's root.
-func prepareProcess(proc *spec.Process, last uint, fallback bool) (*Exec, error) {
+func prepareProcess(proc *spec.Process, filter *specs.LinuxSeccomp, last uint, fallback bool) (*Exec, error) {
 	// 7. Limits, while we still have CAP_SYS_RESOURCE to raise them.
 	if err := setRlimits(proc.Rlimits); err != nil {
 		return nil, fmt.Errorf("process.rlimits: %w", err)
@@ -356,6 +369,26 @@ func prepareProcess(proc *spec.Process, last uint, fallback bool) (*Exec, error)
 			os.Exit(1)
 		}
 		return nil
+	}
+	// The filter is compiled here, so that a profile libseccomp refuses
+	// fails the Create (for an exec, before any of it runs), never the
+	// init's Start. Without no_new_privs, loading it takes CAP_SYS_ADMIN:
+	// it is loaded now, before the credentials change, as runc does, and
+	// set*id, capset and everything up to execve run under it.
+	var compiled *seccomp.Filter
+	if filter != nil {
+		var err error
+		if compiled, err = seccomp.Compile(filter); err != nil {
+			return nil, err
+		}
+		if !proc.NoNewPrivileges {
+			err := compiled.Load()
+			compiled.Release()
+			compiled = nil
+			if err != nil {
+				return nil, err
+			}
+		}
 	}
 	if caps := proc.Capabilities; caps != nil {
 		// On every thread, before anything below reads what the
@@ -404,6 +437,7 @@ func prepareProcess(proc *spec.Process, last uint, fallback bool) (*Exec, error)
 		Env:             proc.Env,
 		NoNewPrivileges: proc.NoNewPrivileges,
 		Fallback:        fallback,
+		Seccomp:         compiled,
 	}, nil
 }
 

@@ -83,6 +83,9 @@ func NewPlan(bundle string, s *specs.Spec) (*Plan, error) {
 	if p.TimeOffsets, err = convertTimeOffsets(l.TimeOffsets, p.Namespaces); err != nil {
 		return nil, err
 	}
+	if p.Seccomp, err = convertSeccomp(l.Seccomp); err != nil {
+		return nil, err
+	}
 	if p.Hooks, err = convertHooks(s.Hooks); err != nil {
 		return nil, err
 	}
@@ -132,8 +135,6 @@ func checkUnsupportedLinux(l *specs.Linux) error {
 	switch {
 	case len(l.NetDevices) > 0:
 		return unsupported("linux.netDevices")
-	case l.Seccomp != nil:
-		return unsupported("linux.seccomp")
 	case l.MountLabel != "":
 		return unsupported("linux.mountLabel (SELinux)")
 	case l.IntelRdt != nil:

@@ -19,6 +19,10 @@ type ExecPlan struct {
 	LastCap uint
 	// Fallback: as Plan.Fallback.
 	Fallback bool
+	// Seccomp is the container's filter (Plan.Seccomp), set by the
+	// daemon: an exec'd process gets it too, as with runc, whatever its
+	// own process object says.
+	Seccomp *specs.LinuxSeccomp `json:",omitempty"`
 }
 
 // NewExecPlan checks the process of an exec request (containerd's

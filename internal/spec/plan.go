@@ -80,6 +80,10 @@ type Plan struct {
 	// TimeOffsets are written to the new time namespace (NewTimeNS)
 	// before any process is in it.
 	TimeOffsets []TimeOffset
+	// Seccomp is linux.seccomp, checked (seccomp.go); nil for none. The
+	// setup face loads it right before execve (internal/seccomp), and
+	// the daemon hands it to every exec (ExecPlan.Seccomp), as runc does.
+	Seccomp *specs.LinuxSeccomp `json:",omitempty"`
 	// Hooks are the spec's hooks and the state the setup face hands to
 	// the ones it runs (hooks.go).
 	Hooks Hooks

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
@@ -58,6 +59,9 @@ type Container struct {
 
 	exited chan struct{} // closed once exit is recorded; not guarded
 	hooks  *spec.Hooks   // the spec's hooks, nil for none; set by create (hooks.go)
+	// seccomp is the container's filter, which every exec gets too (as
+	// with runc); nil for none. Set by create, read-only after.
+	seccomp *specs.LinuxSeccomp
 }
 
 // Create sets up the container described by cfg and leaves its init waiting
@@ -103,6 +107,7 @@ func createWith(ctx context.Context, cfg CreateConfig, pub Publisher, sys system
 }
 
 func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
+	c.seccomp = plan.Seccomp
 	if len(c.cfg.Rootfs) > 0 {
 		rootfs := filepath.Join(c.bundle, "rootfs")
 		if err := c.sys.mountRootfs(c.cfg.Rootfs, rootfs); err != nil {

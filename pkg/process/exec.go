@@ -85,6 +85,7 @@ func (c *Container) Exec(ctx context.Context, cfg ExecConfig) error {
 	if c.execs == nil {
 		c.execs = make(map[string]*execProcess)
 	}
+	plan.Seccomp = c.seccomp
 	c.execs[cfg.ID] = &execProcess{id: cfg.ID, cfg: cfg, plan: plan, status: StatusCreated, exited: make(chan struct{})}
 	c.publish(ctx, "/tasks/exec-added", &eventstypes.TaskExecAdded{ContainerID: c.id, ExecID: cfg.ID})
 	return nil

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/seccomp"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/process"
@@ -33,7 +34,7 @@ const checkpointNote = "not implemented: Checkpoint and restore answer NotImplem
 
 // ociFeatures is the OCI features document of the runtime, as `runc features`
 // prints it for runc. Its lists come from the tables spec validation uses
-// (mount.Options, spec.NamespaceTypes, spec.CapabilityNames) and the host
+// (mount.Options, spec.NamespaceTypes, spec.CapabilityNames, spec.Seccomp*) and the host
 // facts Create checks (process.AppArmorEnabled), so it names exactly what a
 // Create accepts: CRI turns features on from it.
 func ociFeatures(mode pidfd.Mode) *features.Features {
@@ -54,7 +55,16 @@ func ociFeatures(mode pidfd.Mode) *features.Features {
 				SystemdUser: &no,
 				Rdma:        &no,
 			},
-			Seccomp:         &features.Seccomp{Enabled: &no},
+			// The names NewPlan accepts; supportedFlags those this
+			// libseccomp can set (the rest fail the Create).
+			Seccomp: &features.Seccomp{
+				Enabled:        &yes,
+				Actions:        spec.SeccompActions(),
+				Operators:      spec.SeccompOperators(),
+				Archs:          spec.SeccompArchs(),
+				KnownFlags:     spec.SeccompFlags(),
+				SupportedFlags: seccomp.SupportedFlags(),
+			},
 			Apparmor:        &features.Apparmor{Enabled: &appArmor}, // the host's, as Create and Exec see it
 			Selinux:         &features.Selinux{Enabled: &no},
 			IntelRdt:        &features.IntelRdt{Enabled: &no},

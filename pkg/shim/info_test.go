@@ -85,7 +85,7 @@ func TestRuntimeInfo(t *testing.T) {
 	if len(f.Linux.Capabilities) != 41 || f.Linux.Capabilities[40] != "CAP_CHECKPOINT_RESTORE" {
 		t.Errorf("capabilities %v", f.Linux.Capabilities)
 	}
-	if *f.Linux.Seccomp.Enabled || !*f.Linux.MountExtensions.IDMap.Enabled || !*f.Linux.Cgroup.V1 || !*f.Linux.Cgroup.V2 {
+	if !*f.Linux.Seccomp.Enabled || !*f.Linux.MountExtensions.IDMap.Enabled || !*f.Linux.Cgroup.V1 || !*f.Linux.Cgroup.V2 {
 		t.Errorf("linux %+v", f.Linux)
 	}
 	if f.Annotations[AnnotationMode] != mode.Name() {
@@ -243,6 +243,66 @@ func TestFeaturesMatchValidation(t *testing.T) {
 			s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: []string{c}}
 		})); err == nil {
 			t.Errorf("capability %q accepted but not advertised", c)
+		}
+	}
+
+	seccompFeaturesMatchValidation(t, f.Linux.Seccomp)
+}
+
+// seccompFeaturesMatchValidation: every advertised seccomp action,
+// operator, architecture and flag passes NewPlan, every name of the runtime
+// spec that is not advertised is refused with InvalidArgument, and the
+// supported flags are known ones.
+func seccompFeaturesMatchValidation(t *testing.T, f *features.Seccomp) {
+	t.Helper()
+	accepted := func(edit func(*specs.LinuxSeccomp)) error {
+		sc := &specs.LinuxSeccomp{DefaultAction: specs.ActAllow}
+		edit(sc)
+		_, err := spec.NewPlan("/bundle", minimalSpec(func(s *specs.Spec) { s.Linux.Seccomp = sc }))
+		if err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("seccomp refused without InvalidArgument: %v", err)
+		}
+		return err
+	}
+	check := func(kind string, advertised, known []string, edit func(string) func(*specs.LinuxSeccomp)) {
+		for _, n := range append(slices.Clone(known), advertised...) {
+			err := accepted(edit(n))
+			if (err == nil) != slices.Contains(advertised, n) {
+				t.Errorf("seccomp %s %q: NewPlan error %v, advertised %v", kind, n, err, slices.Contains(advertised, n))
+			}
+		}
+	}
+	check("action", f.Actions, []string{"SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
+		"SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_NONE"},
+		func(a string) func(*specs.LinuxSeccomp) {
+			return func(sc *specs.LinuxSeccomp) {
+				sc.Syscalls = []specs.LinuxSyscall{{Names: []string{"mkdir"}, Action: specs.LinuxSeccompAction(a)}}
+			}
+		})
+	check("operator", f.Operators, []string{"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
+		"SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_SOMETIMES"},
+		func(o string) func(*specs.LinuxSeccomp) {
+			return func(sc *specs.LinuxSeccomp) {
+				sc.Syscalls = []specs.LinuxSyscall{{Names: []string{"mkdir"}, Action: specs.ActErrno,
+					Args: []specs.LinuxSeccompArg{{Index: 1, Value: 0o700, Op: specs.LinuxSeccompOperator(o)}}}}
+			}
+		})
+	check("architecture", f.Archs, []string{"SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64",
+		"SCMP_ARCH_RISCV64", "SCMP_ARCH_S390X", "SCMP_ARCH_Z80"},
+		func(a string) func(*specs.LinuxSeccomp) {
+			return func(sc *specs.LinuxSeccomp) { sc.Architectures = []specs.Arch{specs.Arch(a)} }
+		})
+	check("flag", f.KnownFlags, []string{"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+		"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", "SECCOMP_FILTER_FLAG_NEW_LISTENER"},
+		func(fl string) func(*specs.LinuxSeccomp) {
+			return func(sc *specs.LinuxSeccomp) { sc.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlag(fl)} }
+		})
+	if len(f.SupportedFlags) == 0 || f.SupportedFlags[0] != "SECCOMP_FILTER_FLAG_TSYNC" {
+		t.Errorf("supported seccomp flags %v", f.SupportedFlags)
+	}
+	for _, fl := range f.SupportedFlags {
+		if !slices.Contains(f.KnownFlags, fl) {
+			t.Errorf("supported seccomp flag %q is not a known one", fl)
 		}
 	}
 }
