@@ -238,8 +238,7 @@ func TestCrashShapeJoinedPidNSContainerdStopped(t *testing.T) { crashJoinedPidNS
 func crashJoinedUserNS(t *testing.T, containerdUp bool) {
 	requireAutokillRuntime(t)
 	rootfs := usernsRootfs(t)
-	sandbox := newContainerID(t)
-	sb := runDetached(t, sandbox, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	sb := usernsSandbox(t)
 	id := newContainerID(t)
 	pids := runSpecDetached(t, id, joinSpec(t, id, rootfs, sb.Pid, usernsMapping, true, tree...), 4)
 	shim := shimPid(t, id)

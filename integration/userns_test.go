@@ -299,6 +299,13 @@ func TestUserNSCrashShimKilled(t *testing.T) {
 	}, func() string { return mustCtr(t, "tasks", "ls") })
 }
 
+// usernsSandbox runs a container in a user namespace of its own, whose
+// namespaces the join tests enter by path (the pod's sandbox).
+func usernsSandbox(t *testing.T) taskInfo {
+	t.Helper()
+	return runDetached(t, newContainerID(t), 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+}
+
 // joinSpec is a spec for a container that joins the user namespace (and
 // the pid namespace) of the running process pid by path, with the mappings
 // CRI passes along, and creates its own mount, ipc, uts and network
@@ -331,8 +338,7 @@ func joinSpec(t *testing.T, id, rootfs string, pid int, mapping []map[string]any
 // shares its pid namespace), with the mappings given too.
 func TestAPIUserNSJoinByPath(t *testing.T) {
 	rootfs := usernsRootfs(t)
-	first := newContainerID(t)
-	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	ti := usernsSandbox(t)
 	id := newContainerID(t)
 	r := runSpecRm(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, false, "sh", "-c",
 		`id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; [ -n "$(cat /sys/kernel/uevent_seqnum)" ] && echo sys-ok`))
@@ -357,8 +363,7 @@ func TestAPIUserNSJoinByPath(t *testing.T) {
 func TestUserNSJoinWrongMappings(t *testing.T) {
 	requireAutokillRuntime(t)
 	rootfs := usernsRootfs(t)
-	first := newContainerID(t)
-	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	ti := usernsSandbox(t)
 	id := newContainerID(t)
 	wrong := []map[string]any{{"containerID": 0, "hostID": 300000, "size": 65536}}
 	r := runSpecRm(t, id, joinSpec(t, id, rootfs, ti.Pid, wrong, false, "true"))
@@ -374,22 +379,15 @@ func TestUserNSJoinWrongMappings(t *testing.T) {
 // uts and network namespaces belong to that user namespace too.
 func TestAPIUserNSJoinNewPidNS(t *testing.T) {
 	rootfs := usernsRootfs(t)
-	first := newContainerID(t)
-	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	ti := usernsSandbox(t)
 	id := newContainerID(t)
 	r := runSpecRm(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, true, "sh", "-c",
 		`echo $$; id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user; readlink /proc/self/ns/pid; ls /proc | grep -c '^[0-9]'; [ -n "$(cat /sys/kernel/uevent_seqnum)" ] && echo sys-ok`))
 	if r.Code != 0 {
 		t.Fatalf("ctr run --config (join user namespace, new pid namespace): %s", r)
 	}
-	wantUser, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", ti.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sandboxPid, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", ti.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sandbox := nsLinks(t, ti.Pid)
+	wantUser, sandboxPid := sandbox["user"], sandbox["pid"]
 	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if len(lines) != 7 || lines[0] != "1" || lines[1] != "0" || lines[3] != wantUser || lines[6] != "sys-ok" {
 		t.Fatalf("want pid 1, uid 0, the map, %s, a pid namespace, a few pids, sys-ok; got %s", wantUser, r)
@@ -411,22 +409,14 @@ func TestAPIUserNSJoinNewPidNS(t *testing.T) {
 // container's): it is root there and sees the container's pid 1.
 func TestAPIUserNSJoinNewPidNSExec(t *testing.T) {
 	rootfs := usernsRootfs(t)
-	first := newContainerID(t)
-	ti := runDetached(t, first, 1, []string{"--uidmap", usernsMap, "--gidmap", usernsMap}, "exec sleep 1000")
+	ti := usernsSandbox(t)
 	id := newContainerID(t)
 	runSpecDetached(t, id, joinSpec(t, id, rootfs, ti.Pid, usernsMapping, true, "sh", "-c", "exec sleep 1000"), 1)
 	st, ok := taskStatus(t, id)
 	if !ok {
 		t.Fatalf("task %s not listed", id)
 	}
-	wantUser, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", ti.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantPid, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", st.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
+	wantUser, wantPid := nsLinks(t, ti.Pid)["user"], nsLinks(t, st.Pid)["pid"]
 	r := execIn(t, id, "e1", nil, "sh", "-c", `id -u; readlink /proc/self/ns/user; readlink /proc/self/ns/pid; cat /proc/1/comm`)
 	if r.Code != 0 {
 		t.Fatalf("ctr task exec: %s", r)
