@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-
 // SpawnAttr describes the child clone3 creates.
 type SpawnAttr struct {
 	// Exe is executed with execveat(AT_EMPTY_PATH); it may be an O_PATH fd.
