@@ -86,7 +86,7 @@ func runSetupCmd(t *testing.T, p *spec.Plan, hook func(*exec.Cmd)) (string, erro
 	}
 	defer parent.Close()
 	var out bytes.Buffer
-	cmd := exec.Command(os.Args[0], Arg)
+	cmd := exec.Command(os.Args[0], initsync.InitArg)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.ExtraFiles = []*os.File{child.File()}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: uintptr(p.Namespaces.Create), Pdeathsig: syscall.SIGKILL}

@@ -16,15 +16,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 )
-
-// userNSGo is the packet that lets the trampoline of a new user namespace
-// go on (pkg/pidfd: userns_wait) once its maps are written. It is read by
-// the trampoline itself, before the setup face and initsync exist.
-var userNSGo = []byte("userns-maps-written")
 
 // writeIDMaps writes the maps of the init's new user namespace. /proc/<pid>
 // is opened first and the pidfd asked afterwards whether the process still
@@ -333,12 +329,9 @@ func parseMap(s string) ([]specs.LinuxIDMapping, error) {
 
 // releaseUserNS writes the maps of the init's new user namespace and lets
 // its trampoline go on.
-func releaseUserNS(p *pidfd.Process, conn interface{ File() *os.File }, u *spec.UserNS) error {
+func releaseUserNS(p *pidfd.Process, conn *initsync.Parent, u *spec.UserNS) error {
 	if err := writeIDMaps(p, u); err != nil {
 		return err
 	}
-	if _, err := unix.Write(int(conn.File().Fd()), userNSGo); err != nil {
-		return fmt.Errorf("user namespace: release the init: %w", os.NewSyscallError("write", err))
-	}
-	return nil
+	return conn.ReleaseUserNS()
 }
