@@ -378,6 +378,14 @@ func prepareProcess(proc *spec.Process, filter *specs.LinuxSeccomp, last uint, f
 			return nil, err
 		}
 		if !proc.NoNewPrivileges {
+			// What the setup face still does needs a procfs of its
+			// own (the capabilities drop lists its threads there):
+			// made now, as a profile denies fsopen to a container
+			// without CAP_SYS_ADMIN (containerd's RuntimeDefault).
+			if _, err := openTaskDir(); err != nil {
+				compiled.Release()
+				return nil, err
+			}
 			err := compiled.Load()
 			compiled.Release()
 			compiled = nil
