@@ -732,6 +732,16 @@ func pivotRoot(root string) error {
 	if err := linux.PivotRoot(".", "."); err != nil {
 		return err
 	}
+	// "." must name the old root for what follows, and after pivot_root the
+	// cwd still is the new root's top, under the old root now stacked on
+	// it: the change of propagation below would hit the new root's whole
+	// tree, making every rshared volume a mere slave (Kubernetes'
+	// Bidirectional propagation then never reaches the host). The handle
+	// opened before the pivot is the old root, whatever the kernel does
+	// with the cwd.
+	if err := unix.Fchdir(int(oldroot.Fd())); err != nil {
+		return &os.PathError{Op: "fchdir", Path: "the old root", Err: err}
+	}
 	// The old root may be shared with the host (rootfsPropagation
 	// shared): make it slave so the unmount below stays ours.
 	if err := linux.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
