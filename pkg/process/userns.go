@@ -65,17 +65,25 @@ func writeMap(dir *os.File, name string, m []specs.LinuxIDMapping) error {
 	return nil
 }
 
-// idmapStageDir holds the id-mapped copies of bind sources for one
-// container, under its bundle, until Delete.
+// idmapStageDir holds the daemon's copies of bind sources for one
+// container, under its bundle, until the setup face is Ready (or Delete).
 func idmapStageDir(bundle string) string { return filepath.Join(bundle, "autokill-idmap") }
 
-// stageIDMapped makes every id-mapped bind of the plan in the daemon (the
-// kernel wants privilege over the source filesystem's user namespace, the
-// host's, which the setup face in the container's user namespace lacks),
-// attaches it under the bundle and points the plan's mount there. It must
-// run before clone3: the container's mount namespace is a copy of ours at
-// that moment. The setup face then binds the staged mount like any source;
-// a bind of an id-mapped mount keeps the mapping.
+// stageIDMapped makes, in the daemon, the bind sources the setup face could
+// not reach or make itself, attaches each under the bundle and points the
+// plan's mount there. It must run before clone3: the container's mount
+// namespace is a copy of ours at that moment. The setup face then binds the
+// staged mount like any source.
+//   - An id-mapped bind: the kernel wants privilege over the source
+//     filesystem's user namespace, the host's, which the setup face in the
+//     container's user namespace lacks. A bind of an id-mapped mount keeps
+//     the mapping.
+//   - Every other bind of a container with a user namespace: its root is a
+//     mapped host uid, which cannot even look up a source below a 0700
+//     directory, such as the sandbox's /dev/shm in CRI's state directory
+//     (runc opens those sources outside the user namespace too). The clone
+//     (open_tree, recursive for rbind) keeps the source's peer group, so
+//     propagation works as for a direct bind.
 func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
 	var dir string
 	defer func() {
@@ -91,7 +99,7 @@ func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
 	}()
 	for i := range plan.Mounts {
 		m := &plan.Mounts[i]
-		if m.IDMap == nil {
+		if m.IDMap == nil && (plan.UserNS == nil || !m.IsBind()) {
 			continue
 		}
 		if dir == "" {
@@ -100,14 +108,16 @@ func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
 				return fmt.Errorf("id-mapped mounts: %w", err)
 			}
 		}
-		key := fmt.Sprint(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
-		ns := userns[key]
-		if ns == nil {
-			f, err := mount.NewUserNS(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
-			if err != nil {
-				return fmt.Errorf("mounts %s: %w", m.Destination, err)
+		var ns *os.File
+		if m.IDMap != nil {
+			key := fmt.Sprint(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
+			if ns = userns[key]; ns == nil {
+				f, err := mount.NewUserNS(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
+				if err != nil {
+					return fmt.Errorf("mounts %s: %w", m.Destination, err)
+				}
+				userns[key], ns = f, f
 			}
-			userns[key], ns = f, f
 		}
 		st, err := os.Stat(m.Source)
 		if err != nil {
@@ -125,7 +135,12 @@ func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
 		if err != nil {
 			return fmt.Errorf("mounts %s: %w", m.Destination, err)
 		}
-		mnt, err := mount.IDMapped(m.Source, m.Flags&unix.MS_REC != 0, m.IDMap.Recursive, ns)
+		var mnt *os.File
+		if ns != nil {
+			mnt, err = mount.IDMapped(m.Source, m.Flags&unix.MS_REC != 0, m.IDMap.Recursive, ns)
+		} else {
+			mnt, err = mount.Clone(m.Source, m.Flags&unix.MS_REC != 0)
+		}
 		if err != nil {
 			return fmt.Errorf("mounts %s: %w", m.Destination, err)
 		}
