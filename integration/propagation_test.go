@@ -17,7 +17,7 @@ import (
 // container makes there reaches the host only when Bidirectional.
 func TestCtrMountPropagation(t *testing.T) {
 	for _, tc := range []struct {
-		mode, rootfs, hostProp      string
+		mode, rootfs, hostProp     string
 		hostToContainer, toTheHost bool
 	}{
 		{"rshared", "rshared", "rshared", true, true},
@@ -64,7 +64,9 @@ func TestCtrMountPropagation(t *testing.T) {
 				}
 			})
 			done := make(chan ctrRun, 1)
-			go func() { done <- ctrResult(t, "run", "--rm", "--runtime", runtimeName, "--config", writeSpec(t, spec), id) }()
+			go func() {
+				done <- ctrResult(t, "run", "--rm", "--runtime", runtimeName, "--config", writeSpec(t, spec), id)
+			}()
 			waitTaskStatus(t, id, "RUNNING", timeout(30*time.Second))
 			// The host mounts under the source once the container runs.
 			if err := syscall.Mount(hostData, fromHost, "", syscall.MS_BIND, ""); err != nil {
