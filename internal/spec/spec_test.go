@@ -498,7 +498,7 @@ func TestInvalidPlans(t *testing.T) {
 		{"mount mand", func(s *specs.Spec) { s.Mounts[6].Options = append(s.Mounts[6].Options, "mand") }, `mounts[6].options: option "mand"`},
 		{"mount uidmappings", func(s *specs.Spec) {
 			s.Mounts[6].UIDMappings = []specs.LinuxIDMapping{{Size: 1}}
-		}, `mounts[6].options: uidMappings/gidMappings need the "idmap"`},
+		}, `mounts[6]: id-mapped tmpfs mounts (only bind mounts can be id-mapped)`},
 		{"bind without source", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "bind", Options: []string{"rbind"}})
 		}, "mounts[7].source: missing"},

@@ -138,9 +138,10 @@ func splitIDMapOptions(opts []string) (rest []string, idmap, recursive bool) {
 // takes the container's, as runc does.
 func convertMountIDMap(field string, sm specs.Mount, m *Mount, idmap, recursive bool, u *UserNS) error {
 	has := len(sm.UIDMappings) > 0 || len(sm.GIDMappings) > 0
-	if has && !idmap {
-		return invalid(field+".options", `uidMappings/gidMappings need the "idmap" or "ridmap" option`)
-	}
+	// The spec says mappings SHOULD come with "idmap" or "ridmap"; CRI's
+	// user-namespaced pods send their volumes' mappings without either, as
+	// runc takes them: an id-mapped mount, the mount itself only ("idmap").
+	idmap = idmap || has
 	if !idmap {
 		return nil
 	}

@@ -50,19 +50,24 @@ func TestIDMappedBind(t *testing.T) {
 	own := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 10}}
 	s.Mounts = append(s.Mounts,
 		specs.Mount{Destination: "/a", Type: "bind", Source: "/a", Options: []string{"rbind", "idmap"}},
-		specs.Mount{Destination: "/b", Type: "bind", Source: "/b", Options: []string{"rbind", "ridmap", "ro"}, UIDMappings: own, GIDMappings: own})
+		specs.Mount{Destination: "/b", Type: "bind", Source: "/b", Options: []string{"rbind", "ridmap", "ro"}, UIDMappings: own, GIDMappings: own},
+		// CRI's volumes of a user-namespaced pod: mappings, no option.
+		specs.Mount{Destination: "/c", Type: "bind", Source: "/c", Options: []string{"rbind", "rprivate"}, UIDMappings: own, GIDMappings: own})
 	p, err := NewPlan(bundle, s)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b := p.Mounts[len(p.Mounts)-2], p.Mounts[len(p.Mounts)-1]
+	a, b, c := p.Mounts[len(p.Mounts)-3], p.Mounts[len(p.Mounts)-2], p.Mounts[len(p.Mounts)-1]
+	if c.IDMap == nil || c.IDMap.Recursive || c.IDMap.UIDMappings[0].HostID != 200000 {
+		t.Errorf("mappings without idmap/ridmap are an idmap bind: %+v %+v", c, c.IDMap)
+	}
 	if a.IDMap == nil || a.IDMap.Recursive || a.IDMap.UIDMappings[0].HostID != 100000 || a.Data != "" {
 		t.Errorf("idmap bind without mappings takes the container's: %+v %+v", a, a.IDMap)
 	}
 	if b.IDMap == nil || !b.IDMap.Recursive || b.IDMap.GIDMappings[0].HostID != 200000 || b.Flags&unix.MS_RDONLY == 0 {
 		t.Errorf("ridmap bind: %+v %+v", b, b.IDMap)
 	}
-	for _, m := range p.Mounts[:len(p.Mounts)-2] {
+	for _, m := range p.Mounts[:len(p.Mounts)-3] {
 		if m.IDMap != nil {
 			t.Errorf("%s got an idmap", m.Destination)
 		}
