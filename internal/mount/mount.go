@@ -60,7 +60,9 @@ func one(m *types.Mount, target string) error {
 		typ = ""
 		flags |= unix.MS_BIND
 	}
-	// Propagation and read-only bind flags need a second call.
+	// A bind ignores its per-mount flags (ro, nosuid...): remountBindFlags
+	// sets them. Rootfs mounts carry no propagation option (ParseOptions
+	// keeps only flags; the rest is filesystem data).
 	if err := unix.Mount(m.Source, target, typ, flags&^(unix.MS_REMOUNT), data); err != nil {
 		return &os.PathError{Op: "mount", Path: target, Err: err}
 	}

@@ -205,7 +205,7 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 // setupError explains a setup face that failed or died before Ready.
 func (c *Container) setupError(ctx context.Context, err error) error {
 	if errors.Is(err, initsync.ErrClosed) {
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, killedExitWait)
 		defer cancel()
 		if e, werr := c.proc.Wait(wctx); werr == nil {
 			return fmt.Errorf("container init died during setup with status %d", e.Status)
@@ -218,7 +218,7 @@ func (c *Container) setupError(ctx context.Context, err error) error {
 func (c *Container) release(ctx context.Context) {
 	if c.proc != nil {
 		_ = c.proc.Signal(syscall.SIGKILL)
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, killedExitWait)
 		_, _ = c.proc.Wait(wctx)
 		cancel()
 		c.proc.Close()
@@ -370,7 +370,7 @@ func (c *Container) Start(ctx context.Context) (_ uint32, retErr error) {
 		c.mu.Unlock()
 		select {
 		case <-c.exited:
-		case <-time.After(5 * time.Second):
+		case <-time.After(killedExitWait):
 		case <-ctx.Done():
 		}
 		c.mu.Lock()

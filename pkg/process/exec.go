@@ -194,7 +194,7 @@ func (c *Container) spawnExec(ctx context.Context, e *execProcess) (_ initProc, 
 	defer conn.Close()
 	fail := func(err error) (initProc, *stdio, error) {
 		_ = p.Signal(syscall.SIGKILL)
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, killedExitWait)
 		_, _ = p.Wait(wctx)
 		cancel()
 		p.Close()

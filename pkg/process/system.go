@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
@@ -54,6 +55,12 @@ type initProc interface {
 	Close() error
 }
 
+// killedExitWait bounds the wait for a child we SIGKILLed to be reported
+// gone. SIGKILL cannot be caught, so only a process stuck in the kernel
+// (uninterruptible sleep, say on a hung network filesystem) takes longer;
+// the request then goes on without its exit rather than hang.
+const killedExitWait = 5 * time.Second
+
 // setupConn is the daemon's end of initsync.
 type setupConn interface {
 	SendPlan(plan any) error
@@ -99,8 +106,12 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 		return nil, nil, err
 	}
 	attr := &pidfd.SpawnAttr{
-		Exe:        exe,
-		Args:       []string{"containerd-shim-autokill-v1", initsync.InitArg},
+		Exe:  exe,
+		Args: []string{"containerd-shim-autokill-v1", initsync.InitArg},
+		// One P: the setup face drops capabilities and credentials on
+		// every thread of its own (broadcast), so each thread the Go
+		// runtime would start per CPU is work and a window; it is short
+		// lived and does nothing in parallel.
 		Env:        []string{"GOMAXPROCS=1"},
 		Cloneflags: plan.Namespaces.Create,
 		Stdio:      stdio,

@@ -74,7 +74,7 @@ func (linuxSystem) spawnExec(ctx context.Context, init initProc, plan *spec.Exec
 	attr := &pidfd.SpawnAttr{
 		Exe:   exe,
 		Args:  []string{"containerd-shim-autokill-v1", initsync.ExecArg, strconv.FormatUint(flags, 16), fallback},
-		Env:   []string{"GOMAXPROCS=1"},
+		Env:   []string{"GOMAXPROCS=1"}, // as for the setup face (system.go)
 		Stdio: stdio,
 		// The pid namespace is the spawner thread's to join: the new
 		// process must be in it, not just its children.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -253,7 +252,7 @@ func checkJoinedMaps(exe, userns *os.File, u *spec.UserNS) error {
 	}
 	defer func() {
 		_ = p.Signal(unix.SIGKILL)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), killedExitWait)
 		_, _ = p.Wait(ctx)
 		cancel()
 		p.Close()

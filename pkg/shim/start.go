@@ -80,6 +80,10 @@ func runStart(ctx context.Context, f flags, stdin *os.File, stdout io.Writer) er
 			env = append(env, ttrpcAddressEnv+"="+params.GetContainerdTtrpcAddress())
 		}
 	}
+	// The daemon waits on sockets, pidfds and fifos; it computes nothing in
+	// parallel. One P keeps its thread count, and with it its memory per
+	// pod, low on a node with many cores. A GOMAXPROCS the user set in
+	// containerd's environment wins.
 	if os.Getenv("GOMAXPROCS") == "" {
 		env = append(env, "GOMAXPROCS=1")
 	}
