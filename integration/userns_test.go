@@ -456,3 +456,24 @@ func TestAPIUserNSBindBelowPrivateDir(t *testing.T) {
 		t.Errorf("mounts left under the bundle: %v", m)
 	}
 }
+
+// TestAPIUserNSOOMScoreAdj: process.oomScoreAdj of a user-namespaced container, below the shim's
+// own score (the shim runs at containerd's + 1; CRI asks containerd's): lowering it needs
+// CAP_SYS_RESOURCE in the initial user namespace, which a process inside the container's never
+// has, so the runtime writes it from outside.
+func TestAPIUserNSOOMScoreAdj(t *testing.T) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", cd.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimSpace(string(b))
+	score, _ := strconv.Atoi(want)
+	rootfs := usernsRootfs(t)
+	id := newContainerID(t)
+	spec := usernsSpec(t, id, rootfs, false, "cat", "/proc/self/oom_score_adj")
+	spec["process"].(map[string]any)["oomScoreAdj"] = score
+	r := runSpecRm(t, id, spec)
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != want {
+		t.Fatalf("want oom_score_adj %s (containerd's); got %s", want, r)
+	}
+}

@@ -1,11 +1,8 @@
 package setup
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -31,22 +28,6 @@ func setRlimits(rl []spec.Rlimit) error {
 	return nil
 }
 
-// setOOMScoreAdj writes /proc/self/oom_score_adj. Lowering it below the
-// value inherited from the shim needs CAP_SYS_RESOURCE.
-func setOOMScoreAdj(v int) error {
-	err := writeProcFile("/proc/self/oom_score_adj", strconv.Itoa(v))
-	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-		cur := "?"
-		if b, rerr := os.ReadFile("/proc/self/oom_score_adj"); rerr == nil {
-			cur = strings.TrimSpace(string(b))
-		}
-		return fmt.Errorf("oom_score_adj %d: lowering it below the inherited %s needs CAP_SYS_RESOURCE, which this host's bounding set lacks: %w", v, cur, err)
-	}
-	if err != nil {
-		return fmt.Errorf("oom_score_adj %d: %w", v, err)
-	}
-	return nil
-}
 
 // dropBoundingSetOps drops from the bounding set every capability not in
 // keep. It needs CAP_SETPCAP, so it runs before the uid change.

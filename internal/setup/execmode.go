@@ -85,11 +85,6 @@ func readExecPlan(fd int) (*spec.ExecPlan, error) {
 // runExec prepares the exec'd process as the init's is prepared (same
 // code: limits, credentials, capabilities on every thread, cwd, lookup).
 func runExec(p *spec.ExecPlan, console func(*os.File) error) (*Exec, error) {
-	if p.OOMScoreAdj != nil {
-		if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
-			return nil, err
-		}
-	}
 	// In the container's mount namespace: its devpts.
 	if p.Process.Terminal {
 		if err := sendConsole(p.Process.ConsoleSize, false, console); err != nil {

@@ -172,15 +172,7 @@ func Run(p *spec.Plan, joined func() error, console func(master *os.File) error)
 		return nil
 	}
 
-	// oom_score_adj before capabilities are dropped: lowering it needs
-	// CAP_SYS_RESOURCE. It is written through a private procfs instance
-	// (writeProcFile), so neither the host's /proc nor the container's
-	// matters.
-	if p.OOMScoreAdj != nil {
-		if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
-			return nil, err
-		}
-	}
+	// (oom_score_adj was written by the daemon: pkg/process setOOMScoreAdj.)
 
 	// 2. Propagation first: our mount namespace is a copy of the host's,
 	// with its shared peer groups. Making "/" slave (by default) means no

@@ -40,7 +40,8 @@ type Plan struct {
 	// (limit, reservation, swap), cpu (shares, quota, period, cpus, mems),
 	// pids (limit) and device rules can be set.
 	Resources *specs.LinuxResources
-	// OOMScoreAdj is written to /proc/self/oom_score_adj by the setup face.
+	// OOMScoreAdj is written to the init's oom_score_adj by the daemon,
+	// before the setup face runs (pkg/process setOOMScoreAdj).
 	OOMScoreAdj *int
 	// Fallback is set by the daemon, not by NewPlan: the kernel lacks
 	// CLONE_PIDFD_AUTOKILL, so the setup face re-arms PR_SET_PDEATHSIG

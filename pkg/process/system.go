@@ -3,14 +3,18 @@ package process
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/guard"
@@ -60,6 +64,36 @@ type initProc interface {
 // (uninterruptible sleep, say on a hung network filesystem) takes longer;
 // the request then goes on without its exit rather than hang.
 const killedExitWait = 5 * time.Second
+
+// setOOMScoreAdj writes process.oomScoreAdj of a child the daemon just
+// cloned, before its setup face runs. The daemon does it, not the child:
+// lowering the score needs CAP_SYS_RESOURCE in the initial user namespace,
+// which a child in a user namespace of its own never has (runc writes it
+// from its parent process too).
+func setOOMScoreAdj(p *pidfd.Process, v *int) error {
+	if v == nil {
+		return nil
+	}
+	dir, err := childProcDir(p)
+	if err != nil {
+		return fmt.Errorf("process.oomScoreAdj: %w", err)
+	}
+	defer dir.Close()
+	fd, err := unix.Openat(int(dir.Fd()), "oom_score_adj", unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return fmt.Errorf("process.oomScoreAdj: %w", os.NewSyscallError("open oom_score_adj", err))
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, []byte(strconv.Itoa(*v))); err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+			cur, _ := os.ReadFile("/proc/self/oom_score_adj")
+			return fmt.Errorf("process.oomScoreAdj %d: lowering it below the shim's %s needs CAP_SYS_RESOURCE, which the shim lacks (CRI's restrict_oom_score_adj keeps it at containerd's): %w: %w",
+				*v, strings.TrimSpace(string(cur)), os.NewSyscallError("write oom_score_adj", err), errdefs.ErrFailedPrecondition)
+		}
+		return fmt.Errorf("process.oomScoreAdj %d: %w", *v, os.NewSyscallError("write oom_score_adj", err))
+	}
+	return nil
+}
 
 // setupConn is the daemon's end of initsync.
 type setupConn interface {
@@ -164,6 +198,12 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 	p, err := pidfd.Spawn(attr)
 	child.Close()
 	if err != nil {
+		parent.Close()
+		return nil, nil, err
+	}
+	if err := setOOMScoreAdj(p, plan.OOMScoreAdj); err != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		p.Close()
 		parent.Close()
 		return nil, nil, err
 	}

@@ -95,6 +95,14 @@ func (linuxSystem) spawnExec(ctx context.Context, init initProc, plan *spec.Exec
 		parent.Close()
 		return nil, nil, err
 	}
+	// Before Joined, which the exec face awaits before anything of the
+	// process runs.
+	if err := setOOMScoreAdj(p, plan.OOMScoreAdj); err != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		p.Close()
+		parent.Close()
+		return nil, nil, err
+	}
 	return p, parent, nil
 }
 

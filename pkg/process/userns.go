@@ -21,19 +21,30 @@ import (
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 )
 
-// writeIDMaps writes the maps of the init's new user namespace. /proc/<pid>
-// is opened first and the pidfd asked afterwards whether the process still
-// exists: if it does, the directory is that of our child, not of a process
-// that reused its pid (in native mode an exited child is reaped at once).
-func writeIDMaps(p *pidfd.Process, u *spec.UserNS) error {
+// childProcDir opens /proc/<pid> of a child the daemon just cloned. The
+// directory is opened first and the pidfd asked afterwards whether the
+// process still exists: if it does, the directory is that of our child, not
+// of a process that reused its pid (in native mode an exited child is
+// reaped at once).
+func childProcDir(p *pidfd.Process) (*os.File, error) {
 	dir, err := os.OpenFile("/proc/"+strconv.Itoa(p.Pid()), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("user namespace: %w", err)
+		return nil, err
+	}
+	if err := p.Signal(0); err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("the child is gone: %w", err)
+	}
+	return dir, nil
+}
+
+// writeIDMaps writes the maps of the init's new user namespace.
+func writeIDMaps(p *pidfd.Process, u *spec.UserNS) error {
+	dir, err := childProcDir(p)
+	if err != nil {
+		return fmt.Errorf("user namespace: before its maps were written: %w", err)
 	}
 	defer dir.Close()
-	if err := p.Signal(0); err != nil {
-		return fmt.Errorf("user namespace: the init is gone before its maps were written: %w", err)
-	}
 	// gid_map after uid_map, as every runtime does; setgroups stays
 	// "allow" (a privileged writer), so the setup face can set the spec's
 	// additional gids.
