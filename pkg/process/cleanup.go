@@ -36,7 +36,7 @@ func Cleanup(ctx context.Context, namespace, id, bundle string) (Exit, error) {
 		if s.Linux != nil {
 			specPath = s.Linux.CgroupsPath
 		}
-		if path, err := cgroups.PathFor(specPath, namespace, id); err != nil {
+		if path, err := cgroups.PathFor(specPath, namespace, id, cgroups.RecordedSystemd(bundle)); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup left alone: %w", err))
 		} else if err := cgroups.Cleanup(ctx, bundle, path); err != nil {
 			errs = append(errs, err)
