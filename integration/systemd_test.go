@@ -121,7 +121,8 @@ func scopeGone(t *testing.T, unit, dir string) bool {
 
 // TestAPISystemdCgroup: the container runs in the scope its cgroupsPath
 // names, with its limits in the cgroup files and in the unit's properties;
-// Update changes both, Stats report them, Delete removes the scope.
+// Update changes both, Stats report them, an exec joins it, Pause freezes
+// it, Delete removes the scope.
 func TestAPISystemdCgroup(t *testing.T) {
 	requireSystemd(t)
 	id := newContainerID(t)
@@ -177,6 +178,19 @@ func TestAPISystemdCgroup(t *testing.T) {
 		t.Errorf("metrics: memory %d of %d, pids %d of %d; want the limits 96 MiB and 48, some usage",
 			m.GetMemory().GetUsage(), m.GetMemory().GetUsageLimit(), m.GetPids().GetCurrent(), m.GetPids().GetLimit())
 	}
+
+	// An exec joins the scope (cloned into it once it exists); pause
+	// freezes the scope.
+	if r := execIn(t, id, "x1", []string{"--detach"}, "sleep", "1000"); r.Code != 0 {
+		t.Fatalf("exec --detach: %s", r)
+	}
+	waitFor(t, timeout(10*time.Second), "the exec in the scope", func() bool { return len(cgroupProcsIn(t, dir)) == 2 },
+		func() string { return fmt.Sprintf("scope %v, ctr task ps %v", cgroupProcsIn(t, dir), taskPids(t, id)) })
+	mustCtr(t, "tasks", "pause", id)
+	if got := readTrim(t, filepath.Join(dir, "cgroup.freeze")); got != "1" {
+		t.Errorf("paused: cgroup.freeze = %s", got)
+	}
+	mustCtr(t, "tasks", "resume", id)
 
 	mustCtr(t, "tasks", "kill", "-s", "KILL", id)
 	waitTaskStatus(t, id, "STOPPED", timeout(30*time.Second))
