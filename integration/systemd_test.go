@@ -200,9 +200,7 @@ func TestAPISystemdCgroup(t *testing.T) {
 }
 
 // TestAPISystemdCgroupOOM: an OOM kill in the scope is a TaskOOM; the
-// container runs on. (The victim is a child: when the OOM kill empties the
-// scope, systemd removes it at once, and the count can be gone before the
-// shim reads it: see docs/design.md.)
+// container runs on.
 func TestAPISystemdCgroupOOM(t *testing.T) {
 	requireSystemd(t)
 	ev := subscribeTaskEvents(t)
@@ -216,6 +214,22 @@ func TestAPISystemdCgroupOOM(t *testing.T) {
 	}, nil)
 	if st, _ := taskStatus(t, id); st.Status != "RUNNING" {
 		t.Fatalf("the task is %+v after its child's OOM kill, want RUNNING", st)
+	}
+}
+
+// TestAPISystemdCgroupOOMInit: an OOM kill of the init is a TaskOOM before
+// its TaskExit, though the kill empties the scope and systemd removes it,
+// count and all, at once.
+func TestAPISystemdCgroupOOMInit(t *testing.T) {
+	requireSystemd(t)
+	ev := subscribeTaskEvents(t)
+	id := newContainerID(t)
+	systemdContainer(t, id, "system.slice:autokill:"+id, oomScript, limits(32<<20, 64))
+	startTask(t, id)
+	waitTaskStatus(t, id, "STOPPED", timeout(60*time.Second))
+	ev.wait(t, id, "/tasks/start", "/tasks/oom", "/tasks/exit")
+	if code := deleteTask(t, id); code != 128+int(syscall.SIGKILL) {
+		t.Fatalf("exit status %d, want 137 (OOM kill)", code)
 	}
 }
 
