@@ -70,7 +70,7 @@ demo:
 FUZZTIME ?= 20s
 FUZZPARALLEL ?= 1
 FUZZ_TARGETS := internal/spec:FuzzLoadNewPlan internal/spec:FuzzParseMountOptions \
-	internal/initsync:FuzzDecode internal/initsync:FuzzRecv internal/mount:FuzzParseOptions \
+	internal/initsync:FuzzDecode internal/initsync:FuzzRecv internal/mountopt:FuzzParseOptions \
 	pkg/shim:FuzzStartStdin pkg/shim:FuzzGroupID
 test-fuzz:
 	hack/fuzz.sh $(FUZZTIME) $(FUZZPARALLEL) $(FUZZ_TARGETS)

@@ -118,14 +118,17 @@ func realUID(t *testing.T, pid int) int {
 // assertNoneRuns checks that none of pids still runs within bound: the
 // guarantee is that nothing of the container executes. Zombies count as
 // gone: the processes that are not the init are not autoreaped in native
-// mode either, and whoever they were reparented to reaps them.
+// mode either, and whoever they were reparented to reaps them. So do
+// processes in the kernel's exit path: the init of a pid namespace that
+// other containers joined (a pod's sandbox) waits there until their
+// processes are reaped, by the host's init once the daemon is gone.
 func assertNoneRuns(t *testing.T, pids []int, bound time.Duration, what string) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	for {
 		var left []int
 		for _, p := range pids {
-			if alive(p) {
+			if alive(p) && !exiting(p) {
 				left = append(left, p)
 			}
 		}

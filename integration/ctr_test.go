@@ -412,3 +412,57 @@ func TestCtrRunSpecFile(t *testing.T) {
 		t.Fatalf("want %q (or %q); got %s", want, alt, r)
 	}
 }
+
+// TestCtrBindOverImageSymlinks: CRI binds the sandbox's resolv.conf and hosts onto images where
+// those are symlinks (Ubuntu's /etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf, which
+// does not exist in the image). As with runc, the bind lands on the link's target inside the
+// rootfs, created there when missing, and never on the host path an absolute link names.
+func TestCtrBindOverImageSymlinks(t *testing.T) {
+	id := newContainerID(t)
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	extractImageRootfs(t, rootfs)
+	hostDir := t.TempDir() // an absolute link to it must stay inside the rootfs
+	for name, target := range map[string]string{
+		"etc/resolv.conf": "../run/systemd/resolve/stub-resolv.conf",
+		"etc/hosts":       hostDir + "/hosts",
+	} {
+		p := filepath.Join(rootfs, name)
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := t.TempDir()
+	for name, body := range map[string]string{"resolv.conf": "nameserver 192.0.2.53\n", "hosts": "192.0.2.1 sandbox\n"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec, _, _ := ctrSpec(t, id, rootfs, []string{"sh", "-c", "cat /etc/resolv.conf /etc/hosts; readlink /etc/resolv.conf"})
+	mounts := spec["mounts"].([]any)
+	for _, name := range []string{"resolv.conf", "hosts"} {
+		mounts = append(mounts, map[string]any{
+			"destination": "/etc/" + name, "type": "bind", "source": filepath.Join(src, name),
+			"options": []string{"rbind", "rprivate", "ro"},
+		})
+	}
+	spec["mounts"] = mounts
+	r := runSpecRm(t, id, spec)
+	want := "nameserver 192.0.2.53\n192.0.2.1 sandbox\n../run/systemd/resolve/stub-resolv.conf\n"
+	if r.Code != 0 || r.Stdout != want {
+		t.Fatalf("want %q; got %s", want, r)
+	}
+	if entries, err := os.ReadDir(hostDir); err != nil || len(entries) != 0 {
+		t.Errorf("the host directory an image symlink named was written: %v %v", entries, err)
+	}
+	// (resolv.conf's target was created in the spec's /run tmpfs, gone with the container.)
+	p := filepath.Join(rootfs, hostDir, "hosts")
+	if st, err := os.Lstat(p); err != nil || !st.Mode().IsRegular() {
+		t.Errorf("the bind target %s was not created inside the rootfs: %v", p, err)
+	}
+}

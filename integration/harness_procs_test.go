@@ -155,21 +155,10 @@ func shimPid(t testing.TB, id string) int {
 	waitFor(t, timeout(20*time.Second), "the shim daemon of "+id, func() bool {
 		found, pid = nil, 0
 		for _, p := range allProcs() {
-			args := procCmdline(p)
-			if len(args) < 2 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
-				continue
+			if daemonID, ok := shimDaemon(p); ok && daemonID == id {
+				found = append(found, fmt.Sprintf("%d %s", p, strings.Join(procCmdline(p), " ")))
+				pid = p
 			}
-			if argValue(args, "-address") != cd.address() || argValue(args, "-id") != id {
-				continue
-			}
-			if last := args[len(args)-1]; last == "start" || last == "delete" || slices.Contains(args, "__autokill_init") {
-				continue
-			}
-			if !alive(p) {
-				continue
-			}
-			found = append(found, fmt.Sprintf("%d %s", p, strings.Join(args, " ")))
-			pid = p
 		}
 		return len(found) == 1
 	}, func() string { return "candidates: " + strings.Join(found, "; ") })
@@ -240,4 +229,23 @@ func argValue(args []string, flagName string) string {
 		}
 	}
 	return ""
+}
+
+// shimDaemon tells whether p is a live shim daemon (not a start or delete face, not a setup face) of
+// the harness's containerd, and the id it was started for: the first container of its group.
+func shimDaemon(p int) (id string, ok bool) {
+	args := procCmdline(p)
+	if len(args) < 2 || !strings.HasPrefix(filepath.Base(args[0]), "containerd-shim") {
+		return "", false
+	}
+	if argValue(args, "-address") != cd.address() {
+		return "", false
+	}
+	if last := args[len(args)-1]; last == "start" || last == "delete" || slices.Contains(args, "__autokill_init") {
+		return "", false
+	}
+	if !alive(p) {
+		return "", false
+	}
+	return argValue(args, "-id"), true
 }

@@ -135,3 +135,33 @@ func TestAPISeccompCtrDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestAPISeccompDefaultWithoutNoNewPrivs: CRI's RuntimeDefault profile on a container without
+// noNewPrivileges and without CAP_SYS_ADMIN (every Kubernetes pod by default). The filter is then
+// loaded before the capabilities drop, and the steps that follow it in the setup face must not need
+// what it denies (fsopen, mount...). The profile still applies: unshare -U fails.
+func TestAPISeccompDefaultWithoutNoNewPrivs(t *testing.T) {
+	probe := newContainerID(t)
+	mustCtr(t, "containers", "create", "--runtime", runtimeName, "--seccomp", imageRef, probe)
+	profile := containerSpec(t, probe)["linux"].(map[string]any)["seccomp"]
+	if profile == nil {
+		t.Fatal("ctr containers create --seccomp gave no linux.seccomp")
+	}
+	removeContainer(t, probe)
+
+	id := newContainerID(t)
+	spec := shapeSpec(t, id, shapeRootfs(t), []string{"sh", "-c", "unshare -U true 2>&1; echo unshare=$?; grep NoNewPrivs /proc/self/status"},
+		func(_, proc, linux map[string]any) {
+			proc["noNewPrivileges"] = false
+			linux["seccomp"] = profile
+		})
+	r := runSpecRm(t, id, spec)
+	if r.Code != 0 {
+		t.Fatalf("RuntimeDefault without noNewPrivileges: %s", r)
+	}
+	for _, w := range []string{"Operation not permitted", "unshare=1", "NoNewPrivs:\t0"} {
+		if !strings.Contains(r.Stdout, w) {
+			t.Errorf("output lacks %q:\n%s", w, r)
+		}
+	}
+}

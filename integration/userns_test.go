@@ -427,3 +427,32 @@ func TestAPIUserNSJoinNewPidNSExec(t *testing.T) {
 	mustCtr(t, "tasks", "kill", "-s", "KILL", id)
 	waitTaskStatus(t, id, "STOPPED", timeout(30*time.Second))
 }
+
+// TestAPIUserNSBindBelowPrivateDir: the bind sources of a user-namespaced container may lie below a
+// directory its root (a mapped host uid) cannot search, as CRI's sandbox /dev/shm does below its
+// 0700 state directory: the runtime reaches them with the host's credentials. Nothing staged for
+// that stays mounted on the host.
+func TestAPIUserNSBindBelowPrivateDir(t *testing.T) {
+	rootfs := usernsRootfs(t)
+	private := t.TempDir() // 0700, host root's
+	if err := os.Mkdir(filepath.Join(private, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p, body := range map[string]string{"dir/f": "in a dir\n", "file": "a file\n"} {
+		if err := os.WriteFile(filepath.Join(private, p), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := newContainerID(t)
+	spec := usernsSpec(t, id, rootfs, false, "sh", "-c", "cat /vol/f /etc/x")
+	spec["mounts"] = append(spec["mounts"].([]any),
+		map[string]any{"destination": "/vol", "type": "bind", "source": filepath.Join(private, "dir"), "options": []string{"rbind", "ro"}},
+		map[string]any{"destination": "/etc/x", "type": "bind", "source": filepath.Join(private, "file"), "options": []string{"bind", "ro"}})
+	r := runSpecRm(t, id, spec)
+	if want := "in a dir\na file\n"; r.Code != 0 || r.Stdout != want {
+		t.Fatalf("want %q; got %s", want, r)
+	}
+	if m := bundleMounted(t, id); len(m) > 0 {
+		t.Errorf("mounts left under the bundle: %v", m)
+	}
+}

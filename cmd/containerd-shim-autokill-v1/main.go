@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 
+	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/setup"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/shim"
 )
@@ -12,9 +13,9 @@ import (
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case setup.Arg:
+		case initsync.InitArg:
 			setup.Main()
-		case setup.ExecArg:
+		case initsync.ExecArg:
 			setup.ExecMain()
 		}
 	}

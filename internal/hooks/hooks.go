@@ -23,38 +23,16 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
-
-// Hook is one hook, plain data (it crosses initsync in the Plan).
-type Hook struct {
-	Path string
-	Args []string `json:",omitempty"`
-	Env  []string `json:",omitempty"`
-	// Timeout in seconds; 0 means none.
-	Timeout int `json:",omitempty"`
-}
-
-// FromSpec converts the spec's hooks (already validated).
-func FromSpec(hs []specs.Hook) []Hook {
-	if len(hs) == 0 {
-		return nil
-	}
-	out := make([]Hook, len(hs))
-	for i, h := range hs {
-		out[i] = Hook{Path: h.Path, Args: h.Args, Env: h.Env}
-		if h.Timeout != nil {
-			out[i].Timeout = *h.Timeout
-		}
-	}
-	return out
-}
 
 // maxStderr bounds what of a failing hook's output goes into the error.
 const maxStderr = 4 << 10
 
 // RunAll runs hooks in order and stops at the first failure; the error
 // names the phase and the hook's index and carries its stderr.
-func RunAll(ctx context.Context, phase string, hs []Hook, state *specs.State) error {
+func RunAll(ctx context.Context, phase string, hs []spec.Hook, state *specs.State) error {
 	if len(hs) == 0 {
 		return nil
 	}
@@ -72,7 +50,7 @@ func RunAll(ctx context.Context, phase string, hs []Hook, state *specs.State) er
 
 // Run runs one hook with state on stdin and waits for it, killing it at
 // its timeout.
-func Run(ctx context.Context, h Hook, state []byte) error {
+func Run(ctx context.Context, h spec.Hook, state []byte) error {
 	if h.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(h.Timeout)*time.Second)

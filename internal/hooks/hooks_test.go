@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
 func script(t *testing.T, body string) string {
@@ -37,7 +39,7 @@ func TestRunPassesStateArgsEnv(t *testing.T) {
 	defer unix.Close(leak)
 	p := script(t, "ls -l /proc/self/fd >"+out+".fds\n"+`{ cat; echo; echo "$1|$K"; } >`+out+"\n")
 	st := &specs.State{Version: specs.Version, ID: "c1", Status: specs.StateCreating, Pid: 42, Bundle: "/b"}
-	if err := RunAll(context.Background(), "createRuntime", []Hook{{Path: p, Args: []string{"argv0", "x"}, Env: []string{"K=V"}}}, st); err != nil {
+	if err := RunAll(context.Background(), "createRuntime", []spec.Hook{{Path: p, Args: []string{"argv0", "x"}, Env: []string{"K=V"}}}, st); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(out)
@@ -63,7 +65,7 @@ func TestRunPassesStateArgsEnv(t *testing.T) {
 
 func TestRunFailureCarriesStderr(t *testing.T) {
 	p := script(t, "echo no network for you >&2\nexit 3\n")
-	err := RunAll(context.Background(), "prestart", []Hook{{Path: p}}, &specs.State{})
+	err := RunAll(context.Background(), "prestart", []spec.Hook{{Path: p}}, &specs.State{})
 	if err == nil || !strings.Contains(err.Error(), "no network for you") || !strings.Contains(err.Error(), "prestart hook 0") ||
 		!strings.Contains(err.Error(), "exit status 3") {
 		t.Fatalf("err = %v", err)
@@ -73,7 +75,7 @@ func TestRunFailureCarriesStderr(t *testing.T) {
 func TestRunTimeoutKills(t *testing.T) {
 	p := script(t, "echo started >&2\nsleep 30\n")
 	start := time.Now()
-	err := Run(context.Background(), Hook{Path: p, Timeout: 1}, nil)
+	err := Run(context.Background(), spec.Hook{Path: p, Timeout: 1}, nil)
 	if err == nil || !strings.Contains(err.Error(), "timeout of 1s") || !strings.Contains(err.Error(), "started") {
 		t.Fatalf("err = %v", err)
 	}
@@ -95,7 +97,7 @@ func TestLeakTestCanFail(t *testing.T) {
 	unix.Close(pfd)
 	defer unix.Close(leak)
 	out := filepath.Join(t.TempDir(), "fds")
-	if err := Run(context.Background(), Hook{Path: script(t, "ls -l /proc/self/fd >"+out+"\n")}, nil); err != nil {
+	if err := Run(context.Background(), spec.Hook{Path: script(t, "ls -l /proc/self/fd >"+out+"\n")}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "pidfd") {

@@ -47,6 +47,16 @@ import (
 // ChildFd is the fd number of the socket in the setup face.
 const ChildFd = 3
 
+// The daemon starts the setup faces by exec'ing its own binary with one of
+// these as argv[1]; main dispatches on it. Part of this protocol: both
+// ends must agree on it, and nothing else may look like it.
+const (
+	// InitArg: the setup face of a container's init (internal/setup.Main).
+	InitArg = "__autokill_init"
+	// ExecArg: the exec face (internal/setup.ExecMain).
+	ExecArg = "__autokill_exec"
+)
+
 const (
 	// maxMessage bounds one message in either direction, whatever the
 	// socket could carry: the receiver allocates what the peer announces,
@@ -136,12 +146,23 @@ func (e *ChildError) Unwrap() error {
 	return errdefs.ErrUnknown
 }
 
-// Conn is one end of the socketpair.
-type Conn struct{ f *os.File }
+// conn is one end of the socketpair. Each side holds it in its own type,
+// Parent or Child, which has only the messages that side sends and the
+// ones it expects: a daemon cannot send Ready, a setup face cannot send a
+// plan.
+type conn struct{ f *os.File }
+
+// Parent is the daemon's end: it sends the plan, Joined and Start, and
+// receives Ready, the console and the exec's outcome.
+type Parent struct{ c *conn }
+
+// Child is the setup face's end (and, before the setup face runs, the
+// clone3 trampoline's, which writes only fail messages: see spawn_linux.c).
+type Child struct{ c *conn }
 
 // NewPair returns the daemon's end and the child's end, both CLOEXEC, each
 // with a send buffer raised to carry maxMessage where the kernel allows it.
-func NewPair() (parent, child *Conn, err error) {
+func NewPair() (*Parent, *Child, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, os.NewSyscallError("socketpair", err)
@@ -153,8 +174,8 @@ func NewPair() (parent, child *Conn, err error) {
 			return nil, nil, err
 		}
 	}
-	return &Conn{os.NewFile(uintptr(fds[0]), "initsync-parent")},
-		&Conn{os.NewFile(uintptr(fds[1]), "initsync-child")}, nil
+	return &Parent{&conn{os.NewFile(uintptr(fds[0]), "initsync-parent")}},
+		&Child{&conn{os.NewFile(uintptr(fds[1]), "initsync-child")}}, nil
 }
 
 // raiseSndbuf asks for a send buffer of twice maxMessage (the kernel doubles
@@ -175,18 +196,36 @@ func raiseSndbuf(fd int) error {
 }
 
 // FromFd wraps the setup face's inherited socket.
-func FromFd(fd int) *Conn { return &Conn{os.NewFile(uintptr(fd), "initsync")} }
+func FromFd(fd int) *Child { return &Child{&conn{os.NewFile(uintptr(fd), "initsync")}} }
 
-// File exposes the socket, for passing it to the child.
-func (c *Conn) File() *os.File { return c.f }
+// File is the socket, for passing it to the child.
+func (ch *Child) File() *os.File { return ch.c.f }
 
-// Close closes the socket.
-func (c *Conn) Close() error { return c.f.Close() }
+// Close closes the daemon's end.
+func (p *Parent) Close() error { return p.c.f.Close() }
+
+// Close closes the setup face's end.
+func (ch *Child) Close() error { return ch.c.f.Close() }
+
+// userNSGo is the packet that lets the trampoline of a new user namespace
+// go on (spawn_linux.c: userns_wait) once the daemon wrote its maps. The
+// trampoline reads any packet as the go-ahead and EOF as the daemon giving
+// up. It is not JSON: the setup face, which speaks JSON, is not running yet.
+var userNSGo = []byte("userns-go")
+
+// ReleaseUserNS lets the trampoline of a new user namespace go on: its
+// uid_map and gid_map are written.
+func (p *Parent) ReleaseUserNS() error {
+	if _, err := p.c.f.Write(userNSGo); err != nil {
+		return fmt.Errorf("initsync: release the user namespace's trampoline: %w", err)
+	}
+	return nil
+}
 
 // sendLimit is the longest message this end can send: what its send buffer
 // really holds, read back at each send (the kernel may have clamped the
 // request, and the setup face inherits a socket it did not set up).
-func (c *Conn) sendLimit() (int, error) {
+func (c *conn) sendLimit() (int, error) {
 	rc, err := c.f.SyscallConn()
 	if err != nil {
 		return 0, err
@@ -208,14 +247,14 @@ func (c *Conn) sendLimit() (int, error) {
 
 // PlanLimit is the size of the largest plan (its JSON encoding) SendPlan
 // can send on this socket.
-func (c *Conn) PlanLimit() (int, error) {
-	l, err := c.sendLimit()
+func (p *Parent) PlanLimit() (int, error) {
+	l, err := p.c.sendLimit()
 	return l - planEnvelope, err
 }
 
-func (c *Conn) send(m message) error { return c.sendFds(m, nil) }
+func (c *conn) send(m message) error { return c.sendFds(m, nil) }
 
-func (c *Conn) sendFds(m message, fds []int) error {
+func (c *conn) sendFds(m message, fds []int) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("initsync: encode %s: %w", m.Kind, err)
@@ -256,7 +295,7 @@ func (c *Conn) sendFds(m message, fds []int) error {
 	return nil
 }
 
-func (c *Conn) recv() (message, error) {
+func (c *conn) recv() (message, error) {
 	m, fds, err := c.recvFds()
 	closeAll(fds)
 	if err == nil && len(fds) > 0 {
@@ -267,7 +306,7 @@ func (c *Conn) recv() (message, error) {
 
 // recvFds is recv for a message that may carry fds (CLOEXEC, the
 // caller's to close).
-func (c *Conn) recvFds() (message, []*os.File, error) {
+func (c *conn) recvFds() (message, []*os.File, error) {
 	b, fds, err := c.readPacket()
 	if err != nil {
 		return message{}, nil, err
@@ -288,7 +327,7 @@ func closeAll(fs []*os.File) {
 
 // readPacket returns the next packet, in a buffer of its size, and the fds
 // it carried.
-func (c *Conn) readPacket() ([]byte, []*os.File, error) {
+func (c *conn) readPacket() ([]byte, []*os.File, error) {
 	rc, err := c.f.SyscallConn()
 	if err != nil {
 		return nil, nil, err
@@ -489,7 +528,7 @@ func decodeObject(b []byte) (message, error) {
 	return m, nil
 }
 
-func (c *Conn) expect(k kind) (message, error) {
+func (c *conn) expect(k kind) (message, error) {
 	m, err := c.recv()
 	if err != nil {
 		return message{}, err
@@ -503,17 +542,17 @@ func (c *Conn) expect(k kind) (message, error) {
 // SendPlan sends the plan (any JSON-encodable value) to the setup face. A
 // plan larger than the socket can carry is InvalidArgument, and nothing is
 // sent.
-func (c *Conn) SendPlan(plan any) error {
+func (p *Parent) SendPlan(plan any) error {
 	b, err := json.Marshal(plan)
 	if err != nil {
 		return fmt.Errorf("initsync: encode plan: %w", err)
 	}
-	return c.send(message{Kind: kindPlan, Plan: b})
+	return p.c.send(message{Kind: kindPlan, Plan: b})
 }
 
 // RecvPlan decodes the plan into v.
-func (c *Conn) RecvPlan(v any) error {
-	m, err := c.expect(kindPlan)
+func (ch *Child) RecvPlan(v any) error {
+	m, err := ch.c.expect(kindPlan)
 	if err != nil {
 		return err
 	}
@@ -524,27 +563,27 @@ func (c *Conn) RecvPlan(v any) error {
 }
 
 // SendJoined tells the setup face it is in its cgroup.
-func (c *Conn) SendJoined() error { return c.send(message{Kind: kindJoined}) }
+func (p *Parent) SendJoined() error { return p.c.send(message{Kind: kindJoined}) }
 
 // RecvJoined waits for SendJoined.
-func (c *Conn) RecvJoined() error { _, err := c.expect(kindJoined); return err }
+func (ch *Child) RecvJoined() error { _, err := ch.c.expect(kindJoined); return err }
 
 // Ready tells the daemon that setup is done and the init waits for start.
-func (c *Conn) Ready() error { return c.send(message{Kind: kindReady}) }
+func (ch *Child) Ready() error { return ch.c.send(message{Kind: kindReady}) }
 
 // RecvReady waits for Ready; a *ChildError carries the setup face's failure.
-func (c *Conn) RecvReady() error { _, err := c.expect(kindReady); return err }
+func (p *Parent) RecvReady() error { _, err := p.c.expect(kindReady); return err }
 
 // SendStart tells the setup face to exec the entrypoint.
-func (c *Conn) SendStart() error { return c.send(message{Kind: kindStart}) }
+func (p *Parent) SendStart() error { return p.c.send(message{Kind: kindStart}) }
 
 // RecvStart waits for SendStart.
-func (c *Conn) RecvStart() error { _, err := c.expect(kindStart); return err }
+func (ch *Child) RecvStart() error { _, err := ch.c.expect(kindStart); return err }
 
 // RecvExec waits for the outcome of the exec: nil when the socket closed
 // because exec succeeded, a *ChildError when the setup face reported failure.
-func (c *Conn) RecvExec() error {
-	m, err := c.recv()
+func (p *Parent) RecvExec() error {
+	m, err := p.c.recv()
 	if err == ErrClosed {
 		return nil
 	}
@@ -556,16 +595,16 @@ func (c *Conn) RecvExec() error {
 
 // SendConsole hands the pty master to the daemon (it keeps its own copy,
 // which the caller closes).
-func (c *Conn) SendConsole(master *os.File) error {
-	err := c.sendFds(message{Kind: kindConsole}, []int{int(master.Fd())})
+func (ch *Child) SendConsole(master *os.File) error {
+	err := ch.c.sendFds(message{Kind: kindConsole}, []int{int(master.Fd())})
 	runtime.KeepAlive(master)
 	return err
 }
 
 // RecvConsole waits for SendConsole and returns the master (CLOEXEC); a
 // *ChildError carries the child's failure instead.
-func (c *Conn) RecvConsole() (*os.File, error) {
-	m, fds, err := c.recvFds()
+func (p *Parent) RecvConsole() (*os.File, error) {
+	m, fds, err := p.c.recvFds()
 	if err != nil {
 		return nil, err
 	}
@@ -577,7 +616,7 @@ func (c *Conn) RecvConsole() (*os.File, error) {
 }
 
 // Fail reports err to the daemon.
-func (c *Conn) Fail(err error) error {
+func (ch *Child) Fail(err error) error {
 	m := message{Kind: kindFail, Error: truncate(err.Error(), maxErrorLen)}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
@@ -585,7 +624,7 @@ func (c *Conn) Fail(err error) error {
 			break
 		}
 	}
-	return c.send(m)
+	return ch.c.send(m)
 }
 
 // truncate cuts s to at most n bytes, not inside a UTF-8 sequence.

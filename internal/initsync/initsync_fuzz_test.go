@@ -116,7 +116,7 @@ func FuzzRecv(f *testing.F) {
 		}
 		defer a.Close()
 		defer z.Close()
-		rc, err := a.File().SyscallConn()
+		rc, err := a.c.f.SyscallConn()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,10 +139,10 @@ func FuzzRecv(f *testing.F) {
 			err = z.RecvJoined()
 		case 2:
 			err = z.RecvStart()
-		case 3: // the daemon
-			err = z.RecvReady()
+		case 3: // the daemon, reading the same end
+			err = (&Parent{z.c}).RecvReady()
 		case 4:
-			err = z.RecvExec()
+			err = (&Parent{z.c}).RecvExec()
 			if err == nil && len(b) > 0 {
 				t.Fatalf("RecvExec took packet %q for a successful exec", b)
 			}

@@ -100,9 +100,9 @@ func TestFailAfterUnreadMessage(t *testing.T) {
 }
 
 // rawFd runs fn on the socket of c.
-func rawFd(t *testing.T, c *Conn, fn func(fd int)) {
+func rawFd(t *testing.T, c *conn, fn func(fd int)) {
 	t.Helper()
-	rc, err := c.File().SyscallConn()
+	rc, err := c.f.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestSendLimitIsTheSockets(t *testing.T) {
 	}
 	defer parent.Close()
 	defer child.Close()
-	rawFd(t, parent, func(fd int) {
+	rawFd(t, parent.c, func(fd int) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 32<<10); err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestSendLimitIsTheSockets(t *testing.T) {
 	if err := parent.SendPlan(planOfSize(t, limit+1)); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("plan over the limit: %v", err)
 	}
-	rawFd(t, parent, func(fd int) {
+	rawFd(t, parent.c, func(fd int) {
 		if _, err := unix.Write(fd, make([]byte, limit+planEnvelope+1)); err != unix.EMSGSIZE {
 			t.Errorf("write of limit+1 bytes: %v, want EMSGSIZE: the limit is not the socket's", err)
 		}
@@ -259,7 +259,7 @@ func TestRecvRejectsBadPackets(t *testing.T) {
 			}
 			defer parent.Close()
 			defer child.Close()
-			rawFd(t, child, func(fd int) {
+			rawFd(t, child.c, func(fd int) {
 				if _, err := unix.Write(fd, []byte(tc.packet)); err != nil {
 					t.Fatal(err)
 				}
@@ -282,7 +282,7 @@ func TestRecvRejectsBadPackets(t *testing.T) {
 	}
 	defer parent.Close()
 	defer child.Close()
-	rawFd(t, child, func(fd int) {
+	rawFd(t, child.c, func(fd int) {
 		if _, err := unix.Write(fd, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +300,7 @@ func TestRecvRejectsOversizedPacket(t *testing.T) {
 	defer parent.Close()
 	defer child.Close()
 	big := make([]byte, maxMessage+1)
-	rawFd(t, child, func(fd int) {
+	rawFd(t, child.c, func(fd int) {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 2*maxMessage); err == unix.EPERM {
 			t.Skip("needs CAP_NET_ADMIN (SO_SNDBUFFORCE) to send more than net.core.wmem_max")
 		} else if err != nil {
@@ -347,7 +347,7 @@ func TestChildErrorWithoutKnownCodeIsUnknown(t *testing.T) {
 	}
 	defer parent.Close()
 	defer child.Close()
-	rawFd(t, child, func(fd int) {
+	rawFd(t, child.c, func(fd int) {
 		if _, err := unix.Write(fd, []byte(`{"kind":"fail","error":"x","code":"martian"}`)); err != nil {
 			t.Fatal(err)
 		}
@@ -394,14 +394,14 @@ func TestConsoleFd(t *testing.T) {
 		t.Fatalf("the received fd is not the pipe: %q %v", b, err)
 	}
 	// An fd on a message that carries none.
-	if err := child.sendFds(message{Kind: kindReady}, []int{int(w.Fd())}); err != nil {
+	if err := child.c.sendFds(message{Kind: kindReady}, []int{int(w.Fd())}); err != nil {
 		t.Fatal(err)
 	}
 	if err := parent.RecvReady(); err == nil || !strings.Contains(err.Error(), "fds") {
 		t.Fatalf("ready with an fd: %v, want a protocol error", err)
 	}
 	// Console without its fd, and a failure in its place.
-	if err := child.send(message{Kind: kindConsole}); err != nil {
+	if err := child.c.send(message{Kind: kindConsole}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := parent.RecvConsole(); err == nil {

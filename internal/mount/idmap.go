@@ -69,15 +69,11 @@ func sysIDMap(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 // recursive, on its top mount only otherwise. The copy's propagation is
 // private: it is no peer of anything on the host.
 func IDMapped(src string, tree, recursive bool, userns *os.File) (*os.File, error) {
-	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
-	if tree {
-		flags |= unix.AT_RECURSIVE
-	}
-	fd, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
+	mnt, err := Clone(src, tree)
 	if err != nil {
-		return nil, &os.PathError{Op: "open_tree", Path: src, Err: err}
+		return nil, err
 	}
-	mnt := os.NewFile(uintptr(fd), src)
+	fd := int(mnt.Fd())
 	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns.Fd()), Propagation: unix.MS_PRIVATE}
 	sflags := uint(unix.AT_EMPTY_PATH)
 	if recursive {
@@ -92,6 +88,20 @@ func IDMapped(src string, tree, recursive bool, userns *os.File) (*os.File, erro
 		return nil, fmt.Errorf("id-mapped mount of %s: %w", src, os.NewSyscallError("mount_setattr(MOUNT_ATTR_IDMAP)", err))
 	}
 	return mnt, nil
+}
+
+// Clone is a detached copy of the mount at src (open_tree OPEN_TREE_CLONE;
+// the whole tree below it with tree), in src's peer group like any bind.
+func Clone(src string, tree bool) (*os.File, error) {
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+	if tree {
+		flags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
+	if err != nil {
+		return nil, &os.PathError{Op: "open_tree", Path: src, Err: err}
+	}
+	return os.NewFile(uintptr(fd), src), nil
 }
 
 // Attach moves a detached mount onto target (a path of the host).

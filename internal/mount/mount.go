@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mountopt"
 )
 
 // All mounts ms on target in order. On failure what was mounted is undone.
@@ -39,14 +41,14 @@ func one(m *types.Mount, target string) error {
 		return err
 	}
 	if uids != nil {
-		flags, data := ParseOptions(opts)
+		flags, data := mountopt.ParseOptions(opts)
 		var rest []string
 		if data != "" {
 			rest = strings.Split(data, ",")
 		}
 		return oneIDMapped(mountSpec{typ: m.Type, source: m.Source, flags: flags, options: rest}, uids, gids, target)
 	}
-	flags, data := ParseOptions(m.Options)
+	flags, data := mountopt.ParseOptions(m.Options)
 	// The kernel takes at most a page of mount data; containerd's own
 	// workaround (chdir + relative lowerdirs) is not needed for images with
 	// a sane number of layers.

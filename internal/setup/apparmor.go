@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
-	"sync"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -14,27 +12,6 @@ import (
 	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
-
-// AppArmorEnabled says whether the host's kernel enforces AppArmor: the
-// module's "enabled" parameter is Y (the LSM framework clears it when
-// AppArmor is built in but not chosen at boot), or, without that file,
-// securityfs lists apparmor among the active LSMs. Read once per process:
-// the daemon decides Create and Exec from it, -info advertises it.
-var AppArmorEnabled = sync.OnceValue(func() bool {
-	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil {
-		return strings.TrimSpace(string(b)) == "Y"
-	}
-	b, err := os.ReadFile("/sys/kernel/security/lsm")
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), ",") {
-		if l == "apparmor" {
-			return true
-		}
-	}
-	return false
-})
 
 // appArmorAttr is where the thread that execs names the profile its next
 // execve enters (aa_change_onexec): the attr directory of that thread in

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 )
 
 // TestAppArmorAttr: the handle names the attr file of the calling thread
@@ -37,8 +39,8 @@ func TestAppArmorAttr(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `process.apparmorProfile "autokill-unit-test-never-loaded"`) {
 		t.Fatalf("change_onexec to a profile that is not loaded: %v", err)
 	}
-	if AppArmorEnabled() && !errors.Is(err, errdefs.ErrFailedPrecondition) {
+	if linux.AppArmorEnabled() && !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("with AppArmor on: %v, want FailedPrecondition", err)
 	}
-	t.Logf("AppArmor enabled %v: %v", AppArmorEnabled(), err)
+	t.Logf("AppArmor enabled %v: %v", linux.AppArmorEnabled(), err)
 }

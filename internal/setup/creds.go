@@ -14,20 +14,6 @@ import (
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
-// lastCap reads the highest capability the running kernel knows; the spec
-// may name newer ones (runc ignores those too).
-func lastCap() (uint, error) {
-	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 8)
-	if err != nil || n > 63 {
-		return 0, fmt.Errorf("/proc/sys/kernel/cap_last_cap: bad value %q", b)
-	}
-	return uint(n), nil
-}
-
 // capsMask keeps the bits of the capabilities the kernel knows.
 func capsMask(last uint) uint64 {
 	if last >= 63 {

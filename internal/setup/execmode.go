@@ -12,10 +12,9 @@ import (
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
-// ExecArg is argv[1] of the exec face: one process run in a running
+// The exec face (argv[1] is initsync.ExecArg) runs one process in a running
 // container (containerd's exec). The C constructor in execns_linux.c has
 // joined the container's namespaces before this Go code runs.
-const ExecArg = "__autokill_exec"
 
 const (
 	// ExecPidfd is the fd where the daemon puts a plain pidfd of the
@@ -29,7 +28,7 @@ const (
 )
 
 func init() {
-	if len(os.Args) > 1 && os.Args[1] == ExecArg {
+	if len(os.Args) > 1 && os.Args[1] == initsync.ExecArg {
 		runtime.LockOSThread()
 	}
 }
@@ -103,7 +102,3 @@ func runExec(p *spec.ExecPlan, console func(*os.File) error) (*Exec, error) {
 	execProcfs = nil
 	return ex, err
 }
-
-// LastCap is the kernel's highest capability number, read from the
-// daemon's /proc (the host's).
-func LastCap() (uint, error) { return lastCap() }

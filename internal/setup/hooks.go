@@ -14,7 +14,7 @@ import (
 // setup face is the one process that is there before the entrypoint.
 // The state's pid is the init's as the container sees it (runtime spec,
 // "state": hooks in the container namespace get the container's view).
-func containerHooks(phase string, hs []hooks.Hook, base *specs.State, status specs.ContainerState) error {
+func containerHooks(phase string, hs []spec.Hook, base *specs.State, status specs.ContainerState) error {
 	if len(hs) == 0 {
 		return nil
 	}

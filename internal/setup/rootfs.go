@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
+	securejoin "github.com/cyphar/filepath-securejoin"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
-	"github.com/cyphar/filepath-securejoin/pathrs-lite/procfs"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
@@ -27,17 +28,17 @@ import (
 // second time (no TOCTOU) and no /proc/self/fd/N path, which a mount over
 // the container's /proc/self could redirect, is ever a mount target.
 //
-// Decision on hostile destinations: symlinks on the way to a destination are
-// contained (re-rooted at the rootfs, as runc 1.2+ does, so /var/run/...
-// works in images where /var/run -> /run); a destination whose last
-// component is itself a symlink leaving the rootfs (absolute, or climbing
-// above it with "..") is refused with InvalidArgument, because a mount
-// meant for that path is exactly what a hostile image redirects; a
-// destination through a dangling symlink is refused (nothing is created
-// through it); procfs and sysfs refuse any symlink on their path; and a
-// mount whose resolved target lies on procfs or sysfs is refused unless it
-// is one of the few a runtime makes there (checkTarget). Tests:
-// TestRunCtrSpec, TestRunDanglingSymlinkTarget, TestRunHostileKernelFSSymlink,
+// Decision on hostile destinations: every symlink on the way to a
+// destination, the last component included, is contained (re-rooted at the
+// rootfs, as runc's SecureJoin does, so /var/run/... works where /var/run
+// -> /run and CRI's /etc/resolv.conf bind works where it links to a stub
+// that is not there: see resolveDest). A redirection therefore stays in the
+// image's own tree, which its author controls anyway. What it must not
+// reach is a kernel filesystem: procfs and sysfs refuse any symlink on their
+// path, and a mount whose resolved target lies on procfs or sysfs is refused
+// unless it is one of the few a runtime makes there, named by its literal
+// path (checkTarget). Tests: TestRunCtrSpec, TestRunDanglingSymlinkTarget,
+// TestRunDestSymlinkFollowedInside, TestRunHostileKernelFSSymlink,
 // cve_test.go.
 type rootfs struct {
 	path string
@@ -101,6 +102,13 @@ func (r *rootfs) mkfile(p string) (*os.File, error) {
 		return nil, err
 	}
 	defer dir.Close()
+	// A missing file below /proc or /sys is a name the kernel does not
+	// have (a dangling image symlink to /proc/sysrq-trigger on a kernel
+	// without it): nothing may be created there, and it is the spec's or the
+	// image's fault, not the host's.
+	if st, err := linux.Fstatfs(dir); err == nil && isKernelFS(st.Type) {
+		return nil, fmt.Errorf("%s does not exist on %s and no mount target is created there: %w", p, fsName(st.Type), errdefs.ErrInvalidArgument)
+	}
 	f, err := linux.Openat(int(dir.Fd()), path.Base(p), unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_WRONLY, 0o644)
 	if err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, err
@@ -185,75 +193,27 @@ func parentMount(p string) (string, error) {
 	return best, nil
 }
 
-// checkDestSymlink refuses a destination whose last component is a symlink
-// that leaves the rootfs: an absolute one, or a relative one that climbs
-// above the root when followed from where it really lies. Intermediate
-// symlinks are re-rooted (pathrs), but the last component is what the mount
-// is for, and a mount "for /etc/hosts" redirected by the image is exactly
-// the attack, so it is refused rather than guessed at.
-//
-// The check is the kernel's, not a lexical one: joining and cleaning the
-// target against the spec's path (what this did before) can never climb
-// above "/", and it ignores that an intermediate symlink may have moved the
-// parent. So the parent's real place in the rootfs is read from its handle,
-// and the unjoined, uncleaned "<parent>/<target>" is resolved from the root
-// with RESOLVE_BENEATH, which fails with EXDEV exactly when following it
-// would leave the root ("..", or an absolute symlink on the way).
-func (r *rootfs) checkDestSymlink(dest string) error {
-	dir, err := r.open(path.Dir(dest))
+// resolveDest is where a mount for dest goes inside the rootfs: every
+// symlink on the way, the last component included, is followed as if the
+// rootfs were "/" (an absolute target starts at the rootfs, ".." stops at
+// it), and the part a dangling symlink points to that does not exist yet
+// is kept, to be created inside the rootfs. That is runc's SecureJoin
+// resolution: images whose /etc/resolv.conf links to a systemd-resolved
+// stub that is not there get CRI's bind on the link's target, as with runc.
+// The result is only a path inside the rootfs: it is opened or created
+// with pathrs (re-rooted again, so a rename between the two steps cannot
+// leave the rootfs), and checkTarget then judges the very handle the mount
+// goes onto.
+func (r *rootfs) resolveDest(dest string) (string, error) {
+	joined, err := securejoin.SecureJoin(r.path, dest)
 	if err != nil {
-		return nil // missing parents are created later, inside the root
+		return "", fmt.Errorf("mount destination %s: resolving it inside the rootfs: %w", dest, err)
 	}
-	defer dir.Close()
-	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(int(dir.Fd()), path.Base(dest), buf)
-	if err != nil {
-		return nil // not a symlink, or missing
+	rel, err := filepath.Rel(r.path, joined)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("mount destination %s resolves outside the rootfs (%s): %w", dest, joined, errdefs.ErrInvalidArgument)
 	}
-	target := string(buf[:n])
-	refuse := func() error {
-		return fmt.Errorf("mount destination %s is a symlink to %q, outside the rootfs: refusing it: %w", dest, target, errdefs.ErrInvalidArgument)
-	}
-	if path.IsAbs(target) {
-		return refuse()
-	}
-	parent, err := r.pathOf(dir)
-	if err != nil {
-		return fmt.Errorf("mount destination %s: %w", dest, err)
-	}
-	f, err := linux.Openat2(int(r.fd.Fd()), parent+target, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if errors.Is(err, unix.EXDEV) {
-		return refuse()
-	}
-	if err == nil {
-		f.Close()
-	}
-	return nil // inside, or dangling: the resolution of the mount decides
-}
-
-// pathOf is the path of the handle f relative to the root, "" for the root
-// and "a/b/" below it, as the kernel names it (procfs readlink through
-// pathrs-lite's own procfs handle, so no mount in the rootfs can fake it).
-func (r *rootfs) pathOf(f *os.File) (string, error) {
-	root, err := procfs.ProcSelfFdReadlink(r.fd)
-	if err != nil {
-		return "", err
-	}
-	p, err := procfs.ProcSelfFdReadlink(f)
-	if err != nil {
-		return "", err
-	}
-	if p == root {
-		return "", nil
-	}
-	rel, ok := strings.CutPrefix(p, strings.TrimSuffix(root, "/")+"/")
-	if !ok {
-		return "", fmt.Errorf("%s is outside the rootfs %s: %w", p, root, errdefs.ErrInvalidArgument)
-	}
-	return rel + "/", nil
+	return path.Join("/", rel), nil
 }
 
 // procBindAllowed are the /proc files a bind mount may cover: those lxcfs
@@ -352,16 +312,18 @@ func sameFile(a, b *os.File) bool {
 
 // mount performs one spec mount.
 func (r *rootfs) mount(m spec.Mount, hostCgroups *cgroupLayout) error {
+	at := m.Destination
 	if m.Type != "proc" && m.Type != "sysfs" {
-		if err := r.checkDestSymlink(m.Destination); err != nil {
+		var err error
+		if at, err = r.resolveDest(m.Destination); err != nil {
 			return err
 		}
 	}
 	switch m.Type {
 	case "bind":
-		return r.bindMount(m)
+		return r.bindMount(m, at)
 	case "cgroup", "cgroup2":
-		target, err := r.mkdirAll(m.Destination)
+		target, err := r.mkdirAll(at)
 		if err != nil {
 			return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
 		}
@@ -374,14 +336,14 @@ func (r *rootfs) mount(m spec.Mount, hostCgroups *cgroupLayout) error {
 		}
 		// The v1 tree is a tmpfs with a mount per hierarchy: set last,
 		// on what is now at the destination, before any process runs.
-		return r.setRecursiveAt(m)
+		return r.setRecursiveAt(m, at)
 	}
 	var target *os.File
 	var err error
 	if m.Type == "proc" || m.Type == "sysfs" {
 		target, err = r.strictDir(m.Destination)
 	} else {
-		target, err = r.mkdirAll(m.Destination)
+		target, err = r.mkdirAll(at)
 	}
 	if err != nil {
 		return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
@@ -419,13 +381,13 @@ func setRecursive(mnt *os.File, m spec.Mount) error {
 	return nil
 }
 
-// setRecursiveAt is setRecursive for the mount now at m.Destination,
-// resolved again in the rootfs.
-func (r *rootfs) setRecursiveAt(m spec.Mount) error {
+// setRecursiveAt is setRecursive for the mount now at at (m's resolved
+// destination), opened again in the rootfs.
+func (r *rootfs) setRecursiveAt(m spec.Mount, at string) error {
 	if m.RecSet == 0 && m.RecClr == 0 {
 		return nil
 	}
-	f, err := r.open(m.Destination)
+	f, err := r.open(at)
 	if err != nil {
 		return err
 	}
@@ -564,7 +526,7 @@ func (r *rootfs) propagate(dest string, flags []uint64) error {
 // the clone while nobody can see it yet, and attaches it on the resolved
 // target: the container never sees the bind without its ro/nosuid..., and
 // no path is looked up between the check of the target and the mount.
-func (r *rootfs) bindMount(m spec.Mount) error {
+func (r *rootfs) bindMount(m spec.Mount, at string) error {
 	if m.Destination == "/proc" {
 		return fmt.Errorf("bind mount over /proc: refused, mount procfs instead: %w", errdefs.ErrInvalidArgument)
 	}
@@ -587,9 +549,9 @@ func (r *rootfs) bindMount(m spec.Mount) error {
 	}
 	var target *os.File
 	if src.Mode&unix.S_IFMT == unix.S_IFDIR {
-		target, err = r.mkdirAll(m.Destination)
+		target, err = r.mkdirAll(at)
 	} else {
-		target, err = r.mkfile(m.Destination)
+		target, err = r.mkfile(at)
 	}
 	if err != nil {
 		return fmt.Errorf("bind mount on %s: %w", m.Destination, err)
@@ -769,6 +731,16 @@ func pivotRoot(root string) error {
 	// "/", without needing a put_old directory in the image.
 	if err := linux.PivotRoot(".", "."); err != nil {
 		return err
+	}
+	// "." must name the old root for what follows, and after pivot_root the
+	// cwd still is the new root's top, under the old root now stacked on
+	// it: the change of propagation below would hit the new root's whole
+	// tree, making every rshared volume a mere slave (Kubernetes'
+	// Bidirectional propagation then never reaches the host). The handle
+	// opened before the pivot is the old root, whatever the kernel does
+	// with the cwd.
+	if err := unix.Fchdir(int(oldroot.Fd())); err != nil {
+		return &os.PathError{Op: "fchdir", Path: "the old root", Err: err}
 	}
 	// The old root may be shared with the host (rootfsPropagation
 	// shared): make it slave so the unmount below stays ours.

@@ -2,7 +2,7 @@
 // container, inside the namespaces clone3 created, turns the plan into the
 // container's environment and execs the user's entrypoint.
 //
-// The daemon execs the shim binary with argv[1] == Arg. On entry: fds 0-2 are
+// The daemon execs the shim binary with argv[1] == initsync.InitArg. On entry: fds 0-2 are
 // the container's stdio, fd 3 is the initsync socket, nothing else is open;
 // the process is in its new (or joined) namespaces and in its cgroup (v2), or
 // the daemon moves it there before sending the plan (v1).
@@ -21,18 +21,14 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/autokill/containerd-shim-autokill-v1/internal/hooks"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/seccomp"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
-// Arg is argv[1] of the setup face.
-const Arg = "__autokill_init"
-
 func init() {
-	if len(os.Args) > 1 && os.Args[1] == Arg {
+	if len(os.Args) > 1 && os.Args[1] == initsync.InitArg {
 		runtime.LockOSThread()
 	}
 }
@@ -88,7 +84,7 @@ type Exec struct {
 	Seccomp *seccomp.Filter
 	// StartHooks are the startContainer hooks, run after Start in the
 	// container, with its credentials and root, right before execve.
-	StartHooks []hooks.Hook
+	StartHooks []spec.Hook
 	HookState  *specs.State
 }
 
@@ -156,7 +152,7 @@ func Run(p *spec.Plan, joined func() error, console func(master *os.File) error)
 	unix.Umask(0)
 
 	// Read while /proc is still the host's.
-	last, err := lastCap()
+	last, err := linux.LastCap()
 	if err != nil {
 		return nil, err
 	}
@@ -382,6 +378,14 @@ func prepareProcess(proc *spec.Process, filter *specs.LinuxSeccomp, last uint, f
 			return nil, err
 		}
 		if !proc.NoNewPrivileges {
+			// What the setup face still does needs a procfs of its
+			// own (the capabilities drop lists its threads there):
+			// made now, as a profile denies fsopen to a container
+			// without CAP_SYS_ADMIN (containerd's RuntimeDefault).
+			if _, err := openTaskDir(); err != nil {
+				compiled.Release()
+				return nil, err
+			}
 			err := compiled.Load()
 			compiled.Release()
 			compiled = nil

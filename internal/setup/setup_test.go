@@ -9,12 +9,14 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 )
 
 // TestMain lets the test binary be the setup face: the root tests exec
-// os.Args[0] with argv[1] == Arg, exactly as the daemon execs the shim.
+// os.Args[0] with argv[1] == initsync.InitArg, exactly as the daemon execs the shim.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == Arg {
+	if len(os.Args) > 1 && os.Args[1] == initsync.InitArg {
 		Main()
 	}
 	if name := os.Getenv(testFaceEnv); name != "" {

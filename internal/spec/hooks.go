@@ -5,16 +5,14 @@ import (
 	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/autokill/containerd-shim-autokill-v1/internal/hooks"
 )
 
 // Hooks are the spec's hooks by phase. The daemon runs Prestart,
 // CreateRuntime, Poststart and Poststop; the setup face runs
 // CreateContainer and StartContainer with State.
 type Hooks struct {
-	Prestart, CreateRuntime, CreateContainer []hooks.Hook `json:",omitempty"`
-	StartContainer, Poststart, Poststop      []hooks.Hook `json:",omitempty"`
+	Prestart, CreateRuntime, CreateContainer []Hook `json:",omitempty"`
+	StartContainer, Poststart, Poststop      []Hook `json:",omitempty"`
 	// State is the container's state as the setup face's hooks see it
 	// (status aside): filled in by the daemon once the init is cloned, as
 	// its pid is the host's view of it.
@@ -62,11 +60,36 @@ func convertHooks(s *specs.Hooks) (Hooks, error) {
 		}
 	}
 	return Hooks{
-		Prestart:        hooks.FromSpec(s.Prestart), //nolint:staticcheck // deprecated, still run
-		CreateRuntime:   hooks.FromSpec(s.CreateRuntime),
-		CreateContainer: hooks.FromSpec(s.CreateContainer),
-		StartContainer:  hooks.FromSpec(s.StartContainer),
-		Poststart:       hooks.FromSpec(s.Poststart),
-		Poststop:        hooks.FromSpec(s.Poststop),
+		Prestart:        hooksFromSpec(s.Prestart), //nolint:staticcheck // deprecated, still run
+		CreateRuntime:   hooksFromSpec(s.CreateRuntime),
+		CreateContainer: hooksFromSpec(s.CreateContainer),
+		StartContainer:  hooksFromSpec(s.StartContainer),
+		Poststart:       hooksFromSpec(s.Poststart),
+		Poststop:        hooksFromSpec(s.Poststop),
 	}, nil
+}
+
+// Hook is one hook, plain data (it crosses initsync in the Plan); internal/hooks
+// runs it.
+type Hook struct {
+	Path string
+	Args []string `json:",omitempty"`
+	Env  []string `json:",omitempty"`
+	// Timeout in seconds; 0 means none.
+	Timeout int `json:",omitempty"`
+}
+
+// hooksFromSpec converts the spec's hooks (already validated).
+func hooksFromSpec(hs []specs.Hook) []Hook {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]Hook, len(hs))
+	for i, h := range hs {
+		out[i] = Hook{Path: h.Path, Args: h.Args, Env: h.Env}
+		if h.Timeout != nil {
+			out[i].Timeout = *h.Timeout
+		}
+	}
+	return out
 }

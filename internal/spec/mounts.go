@@ -8,7 +8,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mountopt"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,8 +16,8 @@ import (
 // (internal/mount), also used for linux.rootfsPropagation.
 var propagationFlags = func() map[string]uint64 {
 	m := map[string]uint64{}
-	for name, o := range mount.Options {
-		if o.Kind == mount.PropagationOption {
+	for name, o := range mountopt.Options {
+		if o.Kind == mountopt.PropagationOption {
 			m[name] = o.Flag
 		}
 	}
@@ -43,21 +43,21 @@ func ParseMountOptions(opts []string) (MountOptions, error) {
 	var out MountOptions
 	var rest []string
 	for _, o := range opts {
-		if why, refused := mount.Refused[o]; refused {
+		if why, refused := mountopt.Refused[o]; refused {
 			return MountOptions{}, fmt.Errorf("option %q is not supported by %s: %s", o, RuntimeName, why)
 		}
-		opt, ok := mount.Options[o]
+		opt, ok := mountopt.Options[o]
 		switch {
 		case !ok:
 			rest = append(rest, o)
-		case opt.Kind == mount.IDMapOption:
+		case opt.Kind == mountopt.IDMapOption:
 			// convertMounts takes them out first, with the mount's mappings.
 			return MountOptions{}, fmt.Errorf("option %q: only for a bind mount of the spec", o)
-		case opt.Kind == mount.FlagOption && opt.Clear:
+		case opt.Kind == mountopt.FlagOption && opt.Clear:
 			out.Flags &^= opt.Flag
-		case opt.Kind == mount.FlagOption:
+		case opt.Kind == mountopt.FlagOption:
 			out.Flags |= opt.Flag
-		case opt.Kind == mount.PropagationOption:
+		case opt.Kind == mountopt.PropagationOption:
 			out.Propagation = append(out.Propagation, opt.Flag)
 		case opt.Atime:
 			// The atime mode is replaced as a whole: the kernel wants all

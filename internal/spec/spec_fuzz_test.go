@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
-	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mountopt"
 )
 
 // fuzzSeedEdits are variations of the ctr fixture, one per kind of case the
@@ -288,11 +288,11 @@ func FuzzParseMountOptions(f *testing.F) {
 		}
 		var rest []string
 		for _, o := range opts {
-			if opt, ok := mount.Options[o]; !ok || opt.Kind == mount.FlagOption {
+			if opt, ok := mountopt.Options[o]; !ok || opt.Kind == mountopt.FlagOption {
 				rest = append(rest, o)
 			}
 		}
-		mflags, mdata := mount.ParseOptions(rest)
+		mflags, mdata := mountopt.ParseOptions(rest)
 		if uint64(mflags) != flags || mdata != data {
 			t.Fatalf("spec parser %#x %q, rootfs parser %#x %q", flags, data, mflags, mdata)
 		}

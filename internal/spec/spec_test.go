@@ -12,8 +12,6 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
-	"github.com/autokill/containerd-shim-autokill-v1/internal/hooks"
 )
 
 const bundle = "/run/containerd/io.containerd.runtime.v2.task/default/test"
@@ -616,8 +614,8 @@ func TestHooksPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Hooks{
-		CreateRuntime:  []hooks.Hook{{Path: "/bin/a", Args: []string{"a", "x"}, Env: []string{"K=V"}, Timeout: 5}},
-		StartContainer: []hooks.Hook{{Path: "/bin/b"}},
+		CreateRuntime:  []Hook{{Path: "/bin/a", Args: []string{"a", "x"}, Env: []string{"K=V"}, Timeout: 5}},
+		StartContainer: []Hook{{Path: "/bin/b"}},
 		State:          &specs.State{Version: specs.Version, Bundle: bundle, Annotations: s.Annotations},
 	}
 	if !reflect.DeepEqual(p.Hooks, want) || !p.Hooks.Any() {

@@ -46,10 +46,10 @@ func setLaunch(s *C.struct_ak_spawn, mode Mode) (*launcher, error) {
 		flags |= unix.CLONE_PARENT
 	}
 	if s.cgroup_fd >= 0 {
-		flags |= cloneIntoCgroup
+		flags |= unix.CLONE_INTO_CGROUP
 		s.launch_cgroup_fd = s.cgroup_fd
 		s.cgroup_fd = -1
-		s.flags &^= C.uint64_t(cloneIntoCgroup)
+		s.flags &^= C.uint64_t(unix.CLONE_INTO_CGROUP)
 	}
 	s.launch_flags = C.uint64_t(flags)
 	return l, nil
@@ -79,7 +79,7 @@ func (l *launcher) launched(lfd int, mode Mode) (*Process, error) {
 	if !mode.Native {
 		var info unix.Siginfo
 		for {
-			werr := unix.Waitid(pPidfd, lfd, &info, unix.WEXITED|wALL, nil)
+			werr := unix.Waitid(unix.P_PIDFD, lfd, &info, unix.WEXITED|unix.WALL, nil)
 			if werr != unix.EINTR {
 				break
 			}

@@ -3,7 +3,10 @@ package pidfd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,6 +36,18 @@ func requireNative(t *testing.T) {
 		}
 		t.Skipf("needs Linux 7.1+ (CLONE_AUTOREAP, CLONE_PIDFD_AUTOKILL): %s", Probe().Reason)
 	}
+}
+
+// TestMain fails the package's tests if any of them leaves an owned pidfd
+// open: each one is a process kept alive until its daemon dies.
+func TestMain(m *testing.M) {
+	startFDTrace()
+	code := m.Run()
+	if leaks := leakedFDs(); len(leaks) > 0 && code == 0 {
+		fmt.Fprintf(os.Stderr, "%d owned pidfds left open:\n%s\n", len(leaks), strings.Join(leaks, "\n"))
+		code = 1
+	}
+	os.Exit(code)
 }
 
 func TestProbeMatchesKernel(t *testing.T) {
@@ -153,6 +168,33 @@ func TestSignalDeath(t *testing.T) {
 	assertGone(t, c.p.Pid())
 	if err := c.p.Signal(syscall.SIGTERM); !errors.Is(err, ErrExited) {
 		t.Fatalf("signal after exit: %v, want ErrExited", err)
+	}
+}
+
+// TestCoreDumpStatus: a death with a core dump reads as the signal, with the
+// core flag waitid reports as CLD_DUMPED (fallback mode: through siginfo).
+func TestCoreDumpStatus(t *testing.T) {
+	c := spawn(t, "/bin/sh", "-c", "cd "+t.TempDir()+" && ulimit -c unlimited && kill -QUIT $$")
+	e := wait(t, c.p)
+	if e.Status != 128+int(syscall.SIGQUIT) || e.Signal != syscall.SIGQUIT {
+		t.Fatalf("exit = %+v, want 131 (SIGQUIT) (%s)", e, c.failure())
+	}
+}
+
+// TestChildSignalState: the child starts with every disposition at its
+// default and nothing blocked, whatever the daemon ignores or blocks (the
+// kernel's sigaction layout and signal count, not glibc's).
+func TestChildSignalState(t *testing.T) {
+	signal.Ignore(syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Reset(syscall.SIGHUP, syscall.SIGUSR2)
+	c := spawn(t, "/bin/sh", "-c", "grep -E '^Sig(Blk|Ign):' /proc/self/status")
+	if e := wait(t, c.p); e.Status != 0 {
+		t.Fatalf("exit %+v (%s)", e, c.failure())
+	}
+	buf := make([]byte, 4096)
+	n, _ := c.out.Read(buf)
+	if got, want := strings.Fields(string(buf[:n])), []string{"SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"}; !slices.Equal(got, want) {
+		t.Fatalf("child signal state %q, want %q", got, want)
 	}
 }
 

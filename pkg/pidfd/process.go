@@ -8,14 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
-
-const (
-	pPidfd = 3          // P_PIDFD for waitid
-	wALL   = 0x40000000 // __WALL: our children have exit_signal 0 ("clone children")
 )
 
 // ErrExited is returned when signalling a process that has exited.
@@ -25,8 +19,13 @@ var ErrExited = errors.New("process already finished")
 type Process struct {
 	pid  int
 	mode Mode
-	// f holds the pidfd for the process's whole life: in native mode it is
-	// the autokill pidfd, and closing it kills the process.
+	// owned is the pidfd clone3 returned, open for the process's whole
+	// life: in native mode the autokill pidfd, and closing it kills the
+	// process. Only Close closes it.
+	owned *ownedFD
+	// f is a dup of owned for Go's poller (waiting, signalling, waitid).
+	// The kernel acts on the last close of the open file both share, so
+	// f's finalizer, should a bug let it run, cannot kill the process.
 	f *os.File
 
 	once sync.Once
@@ -51,7 +50,13 @@ func newProcess(pid, fd int, mode Mode) (*Process, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("fcntl(O_NONBLOCK)", err)
 	}
-	return &Process{pid: pid, mode: mode, f: os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid)), done: make(chan struct{})}, nil
+	owned := newOwnedFD(fd)
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		owned.Close()
+		return nil, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
+	}
+	return &Process{pid: pid, mode: mode, owned: owned, f: os.NewFile(uintptr(dup), fmt.Sprintf("pidfd:%d", pid)), done: make(chan struct{})}, nil
 }
 
 // Pid returns the process's pid in the shim's pid namespace.
@@ -139,7 +144,7 @@ func (p *Process) exitInfo() (unix.WaitStatus, error) {
 		info.Mask = unix.PIDFD_INFO_EXIT
 		var ierr error
 		if err := rc.Control(func(fd uintptr) {
-			ierr = ioctlPtr(int(fd), unix.PIDFD_GET_INFO, unsafe.Pointer(&info))
+			ierr = unix.IoctlPidfdInfo(int(fd), &info)
 		}); err != nil {
 			return 0, err
 		}
@@ -166,7 +171,8 @@ func (p *Process) reap() (unix.WaitStatus, error) {
 	var werr error
 	if err := rc.Control(func(fd uintptr) {
 		for {
-			werr = unix.Waitid(pPidfd, int(fd), &info, unix.WEXITED|wALL, nil)
+			// __WALL: our children have exit_signal 0 ("clone children").
+			werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WALL, nil)
 			if werr != unix.EINTR {
 				return
 			}
@@ -181,7 +187,13 @@ func (p *Process) reap() (unix.WaitStatus, error) {
 }
 
 // Close drops the shim's pidfd. In native mode that kills a live process.
-func (p *Process) Close() error { return p.f.Close() }
+func (p *Process) Close() error {
+	ferr := p.f.Close()
+	if err := p.owned.Close(); err != nil {
+		return err
+	}
+	return ferr
+}
 
 func decode(ws unix.WaitStatus, at time.Time) Exit {
 	switch {
@@ -190,14 +202,6 @@ func decode(ws unix.WaitStatus, at time.Time) Exit {
 	default:
 		return Exit{Status: ws.ExitStatus(), At: at}
 	}
-}
-
-func ioctlPtr(fd int, req uint, arg unsafe.Pointer) error {
-	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(arg))
-	if e != 0 {
-		return e
-	}
-	return nil
 }
 
 // Open returns a second pidfd of the process, one that is never an

@@ -17,9 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// cloneIntoCgroup is CLONE_INTO_CGROUP (Linux 5.7).
-const cloneIntoCgroup = 0x200000000
-
 // SpawnAttr describes the child clone3 creates.
 type SpawnAttr struct {
 	// Exe is executed with execveat(AT_EMPTY_PATH); it may be an O_PATH fd.
@@ -186,7 +183,7 @@ func spawnLocked(attr *SpawnAttr, mode Mode, ownPidNS *os.File) (*Process, error
 	s.cgroup_fd = -1
 	s.launch_cgroup_fd = -1
 	if attr.Cgroup != nil {
-		s.flags |= cloneIntoCgroup
+		s.flags |= unix.CLONE_INTO_CGROUP
 		s.cgroup_fd = C.int(attr.Cgroup.Fd())
 	}
 	var launch *launcher
@@ -271,7 +268,7 @@ func probeClone(flags uint64) error {
 		// autoreaped child needs.
 		if flags&unix.CLONE_AUTOREAP == 0 {
 			var info unix.Siginfo
-			_ = unix.Waitid(pPidfd, int(fd), &info, unix.WEXITED|wALL, nil)
+			_ = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WALL, nil)
 		}
 		unix.Close(int(fd))
 	}

@@ -25,6 +25,21 @@ struct ak_clone_args {
 	    set_tid_size, cgroup;
 };
 
+// The kernel's sigaction and signal set, as rt_sigaction(2) and
+// rt_sigprocmask(2) take them (arch/x86/include/uapi/asm/signal.h for
+// x86-64, the asm-generic order elsewhere): glibc's struct sigaction has
+// another layout and a 1024-bit mask, and its <signal.h> cannot be mixed
+// with the kernel's header. AK_KERNEL_NSIG is the kernel's _NSIG: signals
+// are 1.._NSIG, and the set is _NSIG bits.
+#define AK_KERNEL_NSIG 64
+typedef uint64_t ak_ksigset_t;
+struct ak_ksigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	ak_ksigset_t mask;
+};
+
 // High enough to be above every fd the child must place at 0..3.
 #define AK_SCRATCH_FD 64
 // stdio, the sync socket and at most four more.
@@ -112,12 +127,12 @@ static void child(const struct ak_spawn *s) {
 	int i;
 	// Go's handlers are meaningless here and must not run; the container
 	// starts with every disposition at its default (SIGPIPE included).
-	struct sigaction dfl;
+	struct ak_ksigaction dfl;
 	memset(&dfl, 0, sizeof(dfl));
-	dfl.sa_handler = SIG_DFL;
-	for (i = 1; i < 65; i++) {
+	dfl.handler = SIG_DFL;
+	for (i = 1; i <= AK_KERNEL_NSIG; i++) {
 		if (i == SIGKILL || i == SIGSTOP) continue;
-		syscall(SYS_rt_sigaction, i, &dfl, NULL, 8);
+		syscall(SYS_rt_sigaction, i, &dfl, NULL, sizeof(ak_ksigset_t));
 	}
 	if (s->probe) syscall(SYS_exit_group, 0);
 
@@ -194,9 +209,8 @@ static void child(const struct ak_spawn *s) {
 	// O_CLOEXEC: above all not a copy of an autokill pidfd.
 	if (syscall(SYS_close_range, n_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		child_fail(3, "close_range", errno);
-	sigset_t none;
-	sigemptyset(&none);
-	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, 8);
+	ak_ksigset_t none = 0;
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none));
 	syscall(SYS_execveat, exe_fd, "", s->argv, s->envp, AT_EMPTY_PATH);
 	child_fail(3, "execveat", errno);
 }

@@ -3,12 +3,12 @@ package process
 import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/autokill/containerd-shim-autokill-v1/internal/setup"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
 // appArmorEnabled is the host's AppArmor, read once per daemon.
-var appArmorEnabled = setup.AppArmorEnabled
+var appArmorEnabled = linux.AppArmorEnabled
 
 // AppArmorEnabled is what Create and Exec decide a process.apparmorProfile
 // from, for -info's features document to say the same.

@@ -16,7 +16,6 @@ import (
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
-	"github.com/autokill/containerd-shim-autokill-v1/internal/setup"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 )
@@ -101,7 +100,7 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 	}
 	attr := &pidfd.SpawnAttr{
 		Exe:        exe,
-		Args:       []string{"containerd-shim-autokill-v1", setup.Arg},
+		Args:       []string{"containerd-shim-autokill-v1", initsync.InitArg},
 		Env:        []string{"GOMAXPROCS=1"},
 		Cloneflags: plan.Namespaces.Create,
 		Stdio:      stdio,
@@ -168,7 +167,7 @@ func (linuxSystem) spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manage
 	return p, parent, nil
 }
 
-func checkPlanSize(c *initsync.Conn, plan *spec.Plan) error {
+func checkPlanSize(c *initsync.Parent, plan *spec.Plan) error {
 	limit, err := c.PlanLimit()
 	if err != nil {
 		return err

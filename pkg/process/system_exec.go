@@ -14,7 +14,7 @@ import (
 
 	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
-	"github.com/autokill/containerd-shim-autokill-v1/internal/setup"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/linux"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 )
@@ -44,7 +44,7 @@ func (linuxSystem) spawnExec(ctx context.Context, init initProc, plan *spec.Exec
 	if err != nil {
 		return nil, nil, err
 	}
-	if plan.LastCap, err = setup.LastCap(); err != nil {
+	if plan.LastCap, err = linux.LastCap(); err != nil {
 		return nil, nil, fmt.Errorf("cap_last_cap: %w", err)
 	}
 	planFile, err := sealedPlan(plan)
@@ -73,7 +73,7 @@ func (linuxSystem) spawnExec(ctx context.Context, init initProc, plan *spec.Exec
 	}
 	attr := &pidfd.SpawnAttr{
 		Exe:   exe,
-		Args:  []string{"containerd-shim-autokill-v1", setup.ExecArg, strconv.FormatUint(flags, 16), fallback},
+		Args:  []string{"containerd-shim-autokill-v1", initsync.ExecArg, strconv.FormatUint(flags, 16), fallback},
 		Env:   []string{"GOMAXPROCS=1"},
 		Stdio: stdio,
 		// The pid namespace is the spawner thread's to join: the new

@@ -16,15 +16,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/autokill/containerd-shim-autokill-v1/internal/initsync"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
 )
-
-// userNSGo is the packet that lets the trampoline of a new user namespace
-// go on (pkg/pidfd: userns_wait) once its maps are written. It is read by
-// the trampoline itself, before the setup face and initsync exist.
-var userNSGo = []byte("userns-maps-written")
 
 // writeIDMaps writes the maps of the init's new user namespace. /proc/<pid>
 // is opened first and the pidfd asked afterwards whether the process still
@@ -69,17 +65,25 @@ func writeMap(dir *os.File, name string, m []specs.LinuxIDMapping) error {
 	return nil
 }
 
-// idmapStageDir holds the id-mapped copies of bind sources for one
-// container, under its bundle, until Delete.
+// idmapStageDir holds the daemon's copies of bind sources for one
+// container, under its bundle, until the setup face is Ready (or Delete).
 func idmapStageDir(bundle string) string { return filepath.Join(bundle, "autokill-idmap") }
 
-// stageIDMapped makes every id-mapped bind of the plan in the daemon (the
-// kernel wants privilege over the source filesystem's user namespace, the
-// host's, which the setup face in the container's user namespace lacks),
-// attaches it under the bundle and points the plan's mount there. It must
-// run before clone3: the container's mount namespace is a copy of ours at
-// that moment. The setup face then binds the staged mount like any source;
-// a bind of an id-mapped mount keeps the mapping.
+// stageIDMapped makes, in the daemon, the bind sources the setup face could
+// not reach or make itself, attaches each under the bundle and points the
+// plan's mount there. It must run before clone3: the container's mount
+// namespace is a copy of ours at that moment. The setup face then binds the
+// staged mount like any source.
+//   - An id-mapped bind: the kernel wants privilege over the source
+//     filesystem's user namespace, the host's, which the setup face in the
+//     container's user namespace lacks. A bind of an id-mapped mount keeps
+//     the mapping.
+//   - Every other bind of a container with a user namespace: its root is a
+//     mapped host uid, which cannot even look up a source below a 0700
+//     directory, such as the sandbox's /dev/shm in CRI's state directory
+//     (runc opens those sources outside the user namespace too). The clone
+//     (open_tree, recursive for rbind) keeps the source's peer group, so
+//     propagation works as for a direct bind.
 func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
 	var dir string
 	defer func() {
@@ -95,7 +99,7 @@ func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
 	}()
 	for i := range plan.Mounts {
 		m := &plan.Mounts[i]
-		if m.IDMap == nil {
+		if m.IDMap == nil && (plan.UserNS == nil || !m.IsBind()) {
 			continue
 		}
 		if dir == "" {
@@ -104,14 +108,16 @@ func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
 				return fmt.Errorf("id-mapped mounts: %w", err)
 			}
 		}
-		key := fmt.Sprint(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
-		ns := userns[key]
-		if ns == nil {
-			f, err := mount.NewUserNS(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
-			if err != nil {
-				return fmt.Errorf("mounts %s: %w", m.Destination, err)
+		var ns *os.File
+		if m.IDMap != nil {
+			key := fmt.Sprint(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
+			if ns = userns[key]; ns == nil {
+				f, err := mount.NewUserNS(m.IDMap.UIDMappings, m.IDMap.GIDMappings)
+				if err != nil {
+					return fmt.Errorf("mounts %s: %w", m.Destination, err)
+				}
+				userns[key], ns = f, f
 			}
-			userns[key], ns = f, f
 		}
 		st, err := os.Stat(m.Source)
 		if err != nil {
@@ -129,7 +135,12 @@ func stageIDMapped(bundle string, plan *spec.Plan) (retErr error) {
 		if err != nil {
 			return fmt.Errorf("mounts %s: %w", m.Destination, err)
 		}
-		mnt, err := mount.IDMapped(m.Source, m.Flags&unix.MS_REC != 0, m.IDMap.Recursive, ns)
+		var mnt *os.File
+		if ns != nil {
+			mnt, err = mount.IDMapped(m.Source, m.Flags&unix.MS_REC != 0, m.IDMap.Recursive, ns)
+		} else {
+			mnt, err = mount.Clone(m.Source, m.Flags&unix.MS_REC != 0)
+		}
 		if err != nil {
 			return fmt.Errorf("mounts %s: %w", m.Destination, err)
 		}
@@ -333,12 +344,9 @@ func parseMap(s string) ([]specs.LinuxIDMapping, error) {
 
 // releaseUserNS writes the maps of the init's new user namespace and lets
 // its trampoline go on.
-func releaseUserNS(p *pidfd.Process, conn interface{ File() *os.File }, u *spec.UserNS) error {
+func releaseUserNS(p *pidfd.Process, conn *initsync.Parent, u *spec.UserNS) error {
 	if err := writeIDMaps(p, u); err != nil {
 		return err
 	}
-	if _, err := unix.Write(int(conn.File().Fd()), userNSGo); err != nil {
-		return fmt.Errorf("user namespace: release the init: %w", os.NewSyscallError("write", err))
-	}
-	return nil
+	return conn.ReleaseUserNS()
 }

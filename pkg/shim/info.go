@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
-	"github.com/autokill/containerd-shim-autokill-v1/internal/mount"
+	"github.com/autokill/containerd-shim-autokill-v1/internal/mountopt"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/seccomp"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 	"github.com/autokill/containerd-shim-autokill-v1/pkg/pidfd"
@@ -35,7 +35,7 @@ const checkpointNote = "not implemented: Checkpoint and restore answer NotImplem
 
 // ociFeatures is the OCI features document of the runtime, as `runc features`
 // prints it for runc. Its lists come from the tables spec validation uses
-// (mount.Options, spec.NamespaceTypes, spec.CapabilityNames, spec.Seccomp*) and the host
+// (mountopt.Options, spec.NamespaceTypes, spec.CapabilityNames, spec.Seccomp*) and the host
 // facts Create checks (process.AppArmorEnabled), so it names exactly what a
 // Create accepts: CRI turns features on from it.
 func ociFeatures(mode pidfd.Mode) *features.Features {
@@ -46,7 +46,7 @@ func ociFeatures(mode pidfd.Mode) *features.Features {
 	return &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
-		MountOptions:  mount.Names(),
+		MountOptions:  mountopt.Names(),
 		Hooks:         spec.HookNames(),
 		Linux: &features.Linux{
 			Namespaces:   spec.NamespaceTypes(),

@@ -1,4 +1,8 @@
-package mount
+// Package mountopt is the one table of mount options: what each one does,
+// which are refused and why. It is pure data, shared by the rootfs mounts
+// (internal/mount), spec validation (internal/spec) and the features
+// document (pkg/shim), so that none of them keeps its own list.
+package mountopt
 
 import (
 	"slices"
