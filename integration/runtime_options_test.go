@@ -358,8 +358,8 @@ func TestRuntimeOptionsConfigPath(t *testing.T) {
 }
 
 // TestRuntimeOptionsRefused: options this runtime cannot decode fail Create
-// with InvalidArgument (a missing ConfigPath NotFound), SystemdCgroup with
-// Unimplemented, through containerd's API; and no task remains. containerd
+// with InvalidArgument (a missing ConfigPath NotFound), through containerd's
+// API; and no task remains. (SystemdCgroup: systemd_test.go.) containerd
 // itself refuses task options of any type but runc's (code Unknown), so
 // ours come as the container's runtime options, as CRI and ctr send them.
 func TestRuntimeOptionsRefused(t *testing.T) {
@@ -378,8 +378,6 @@ func TestRuntimeOptionsRefused(t *testing.T) {
 		"foreign type":   {optionsAny(t, &runtimeoptions.Options{TypeUrl: "io.containerd.runc.v1.Options"}), false, codes.InvalidArgument, "TypeUrl"},
 		"missing file":   {optionsAny(t, &runtimeoptions.Options{ConfigPath: "/nonexistent/autokill.toml"}), false, codes.NotFound, "ConfigPath"},
 		"bad ShimCgroup": {optionsAny(t, &runcopts.Options{ShimCgroup: "/a/../b"}), true, codes.InvalidArgument, "ShimCgroup"},
-		"systemd":        {optionsAny(t, &runcopts.Options{SystemdCgroup: true}), true, codes.Unimplemented, "SystemdCgroup"},
-		"systemd (ours)": {optionsAny(t, &runtimeoptions.Options{ConfigBody: []byte("SystemdCgroup = true")}), false, codes.Unimplemented, "SystemdCgroup"},
 	} {
 		t.Run(strings.ReplaceAll(name, " ", "-"), func(t *testing.T) {
 			id := newContainerID(t)

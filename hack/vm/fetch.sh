@@ -20,7 +20,8 @@ MIN_MAJOR=7 MIN_MINOR=1
 # Loaded by the initramfs: virtio_mmio (-M microvm puts its devices there; virtio-pci, virtiofs,
 # fuse and virtio_console are built in) and overlay (the root is a tmpfs overlay on the share).
 INITRD_MODULES=(kernel/drivers/virtio/virtio_mmio kernel/fs/overlayfs/overlay)
-HOST_PACKAGES=(qemu-system-x86 cpio busybox-static)
+# systemd and dbus: AUTOKILL_VM_INIT=systemd boots them as the guest's init (see init).
+HOST_PACKAGES=(qemu-system-x86 cpio busybox-static systemd dbus)
 
 REFRESH=0 QUIET=0
 for a in "$@"; do

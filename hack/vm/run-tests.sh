@@ -10,12 +10,15 @@
 #   AUTOKILL_VM_TIMEOUT    seconds per VM run, boot included (default 1200: the suite took 506 s
 #                          and 550+ s on 1.6 and 2.4 under TCG in 2026-12); the test binary gets
 #                          -test.timeout 60 s shorter, so a hang ends in a goroutine dump
-#   AUTOKILL_VM_SUITES     which suites to run (default "integration setup units"): setup is the
-#                          internal/setup root tests (the setup face in real namespaces: mount
+#   AUTOKILL_VM_SUITES     which suites to run (default "integration setup units systemd"): setup is
+#                          the internal/setup root tests (the setup face in real namespaces: mount
 #                          safety and the mount-class CVE regressions), units the unit tests of the
 #                          kernel-dependent packages (UNIT_PKGS below; "pidfd" is an old name for
-#                          it); both run only without AUTOKILL_TEST_ARGS, or (setup) with
+#                          it), systemd the systemd cgroup driver's tests in a VM booted with
+#                          systemd as pid 1 (AUTOKILL_VM_INIT=systemd; the last version only,
+#                          ≈40 s); they run only without AUTOKILL_TEST_ARGS, or (setup, systemd) with
 #   AUTOKILL_SETUP_TEST_ARGS  flags for the setup test binary (e.g. "-test.run TestCVE")
+#   AUTOKILL_SYSTEMD_TEST_ARGS  flags for the systemd run (default: its tests, SYSTEMD_TESTS below)
 # Run as root from anywhere, after `make deps` and `make build`. bin/integration.test is built here
 # (go test -c, as the host tier does). Needs: hack/vm/fetch.sh's kernel (fetched on demand).
 set -euo pipefail
@@ -53,7 +56,10 @@ done
 
 hack/vm/fetch.sh
 
-SUITES=" ${AUTOKILL_VM_SUITES:-integration setup units} "
+SUITES=" ${AUTOKILL_VM_SUITES:-integration setup units systemd} "
+# What the systemd run takes: the tests that need systemd as pid 1 (elsewhere they skip).
+SYSTEMD_TESTS='^(TestAPISystemd|TestSystemd)'
+LAST_VERSION=${VERSIONS[${#VERSIONS[@]}-1]}
 rc=0
 summary=()
 failures=()
@@ -85,6 +91,27 @@ for v in "${VERSIONS[@]}"; do
 	summary+=("containerd $ver: $res in $((SECONDS - t0)) s")
 	echo "== vm tier: containerd $ver: $res =="
 done
+
+# The systemd cgroup driver: the same test binary in a VM whose pid 1 is Debian's systemd (with
+# the D-Bus system bus), against the last version only: what differs is systemd, not containerd.
+if [[ $SUITES == *" systemd "* ]] && { [ -z "${AUTOKILL_TEST_ARGS:-}" ] || [ -n "${AUTOKILL_SYSTEMD_TEST_ARGS:-}" ]; }; then
+	bd=$(ak_bin_dir "$LAST_VERSION")
+	ver=$("$bd/containerd" --version 2>/dev/null | awk '{print $3}') || ver=$LAST_VERSION
+	echo
+	echo "== vm tier: systemd as pid 1, containerd $ver (runtime $AUTOKILL_RUNTIME) =="
+	t0=$SECONDS
+	set +e
+	# shellcheck disable=SC2086
+	AUTOKILL_VM_INIT=systemd AUTOKILL_CONTAINERD_BIN_DIR=$bd hack/vm/run.sh --timeout 600 -- \
+		bin/integration.test -test.v -test.count=1 -test.timeout=540s ${AUTOKILL_SYSTEMD_TEST_ARGS:--test.run $SYSTEMD_TESTS} 2>&1 | tee "$tierlog"
+	st=${PIPESTATUS[0]}
+	set -e
+	if [ "$st" != 0 ]; then
+		rc=1
+		while IFS= read -r l; do failures+=("systemd, containerd $ver: $l"); done < <(ak_failures "$tierlog")
+	fi
+	summary+=("systemd as pid 1, containerd $ver: $([ "$st" = 0 ] && echo PASS || echo "FAIL (exit status $st)") in $((SECONDS - t0)) s")
+fi
 
 # The setup face's root tests, on cgroup v2 and the new kernel: run from their package directory
 # (they read ../spec/testdata), as the host's `go test` does.

@@ -12,7 +12,8 @@
 # Settings: AUTOKILL_VM_TIMEOUT (900 s, or --timeout; includes boot), AUTOKILL_VM_BOOT_TIMEOUT
 # (60 s until "started"), AUTOKILL_VM_MEM (3G), AUTOKILL_VM_MACHINE (microvm|pc),
 # AUTOKILL_VM_KEEP=1 (keep the run directory with the console log), AUTOKILL_VM_QUIET=1 (no banner),
-# AUTOKILL_VM_APPEND (more kernel parameters).
+# AUTOKILL_VM_APPEND (more kernel parameters), AUTOKILL_VM_INIT=systemd (pid 1 is Debian's systemd
+# with the D-Bus system bus, the command one service of it: see init; ≈1 s more boot).
 # Needs root (virtiofsd) and hack/vm/fetch.sh's cache, which it runs itself (fast when cached).
 set -euo pipefail
 

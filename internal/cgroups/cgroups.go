@@ -39,6 +39,8 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
 // Manager is a container's cgroup.
@@ -83,10 +85,14 @@ const unifiedRoot = "/sys/fs/cgroup"
 // Unified reports whether the host runs cgroup v2 only.
 func Unified() bool { return cg.Mode() == cg.Unified }
 
-// New creates the container's cgroup at path (cgroupfs form, see PathFor)
-// with res applied, and records in bundle what it created.
-// FailedPrecondition when the cgroup exists and is busy.
+// New creates the container's cgroup at path (see PathFor) with res
+// applied, and records in bundle what it created. FailedPrecondition when
+// the cgroup exists and is busy. A "slice:prefix:name" path is the systemd
+// driver's (systemd.go): its scope is started by the first Add.
 func New(bundle, path string, res *specs.LinuxResources) (_ Manager, retErr error) {
+	if spec.IsSystemdCgroupsPath(path) {
+		return newSystemd(bundle, path, res)
+	}
 	if res == nil {
 		res = &specs.LinuxResources{}
 	}
@@ -186,6 +192,10 @@ type manager struct {
 	memory string
 	// named: v1 controller name → directory.
 	named map[string]string
+	// systemd driver (rec.Unit set): the resources for the scope, until
+	// the first Add starts it (started).
+	pending *specs.LinuxResources
+	started bool
 }
 
 func (m *manager) IntoFd() *os.File { return m.into }
@@ -195,6 +205,13 @@ func (m *manager) Dirs() Dirs {
 }
 
 func (m *manager) Add(pid int) error {
+	if m.rec.Unit != "" && !m.started {
+		if err := m.startScope(pid); err != nil {
+			return err
+		}
+		m.started = true
+		return nil
+	}
 	for _, d := range m.rec.Dirs {
 		if err := writeProcs(d, pid); err != nil {
 			return fmt.Errorf("add pid %d to cgroup %s: %w", pid, m.rec.Path, err)
@@ -257,6 +274,9 @@ func (m *manager) Delete(ctx context.Context) error {
 	err := m.killAll(ctx)
 	if err == nil {
 		err = m.removeDirs(ctx)
+	}
+	if err == nil && m.rec.Unit != "" {
+		err = m.stopScope(ctx)
 	}
 	if err == nil {
 		err = removeRecord(m.bundle)

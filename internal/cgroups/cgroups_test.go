@@ -24,7 +24,7 @@ func TestPathFor(t *testing.T) {
 		{"/given/path", "default", "web", "/given/path"},
 		{"relative/path", "", "", "relative/path"},
 	} {
-		got, err := PathFor(tc.spec, tc.ns, tc.id)
+		got, err := PathFor(tc.spec, tc.ns, tc.id, false)
 		if err != nil || got != tc.want {
 			t.Errorf("PathFor(%q, %q, %q) = %q, %v; want %q", tc.spec, tc.ns, tc.id, got, err, tc.want)
 		}
@@ -40,7 +40,7 @@ func TestPathFor(t *testing.T) {
 		{"/../../../tmp/x", "default", "web"},
 		{"/a//b", "default", "web"},
 	} {
-		if got, err := PathFor(tc.spec, tc.ns, tc.id); !errdefs.IsInvalidArgument(err) {
+		if got, err := PathFor(tc.spec, tc.ns, tc.id, false); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("PathFor(%q, %q, %q) = %q, %v; want InvalidArgument", tc.spec, tc.ns, tc.id, got, err)
 		}
 	}

@@ -89,6 +89,11 @@ func (m *manager) Update(res *specs.LinuxResources) error {
 	if err := m.checkHugepages(r); err != nil {
 		return err
 	}
+	if m.rec.Unit != "" {
+		if err := m.setUnitResources(r); err != nil {
+			return fmt.Errorf("update cgroup %s: %w", m.rec.Path, err)
+		}
+	}
 	if m.rec.Unified {
 		err = m.updateV2(r)
 	} else {

@@ -16,24 +16,52 @@ import (
 )
 
 // PathFor is the cgroupsPath a container lives in: specPath, checked by
-// spec.ValidateCgroupsPath, or when it is empty "/<namespace>/<id>". The
-// daemon (Create) and the delete face both call it, so they agree on the
-// path by construction.
+// spec.ValidateCgroupsPath (cgroupfs) or spec.ParseSystemdCgroupsPath
+// (systemd: the runtime option SystemdCgroup), or when it is empty
+// "/<namespace>/<id>" (cgroupfs) or "system.slice:autokill:<namespace>-<id>"
+// (systemd). The daemon (Create) and the delete face both call it, so they
+// agree on the path by construction; a path of the other driver's form is
+// InvalidArgument.
 //
-// The derived path is the one containerd's default spec writes
-// (pkg/oci: path.Join("/", ns, id)). runc derives a relative "<id>" instead;
-// the namespace keeps equal ids of two namespaces apart, and an absolute
-// path does not depend on which cgroup the shim was started in.
-func PathFor(specPath, namespace, id string) (string, error) {
+// The derived cgroupfs path is the one containerd's default spec writes
+// (pkg/oci: path.Join("/", ns, id)). runc derives a relative "<id>" instead
+// (systemd: "system.slice:runc:<id>"); the namespace keeps equal ids of two
+// namespaces apart, and an absolute path does not depend on which cgroup
+// the shim was started in.
+func PathFor(specPath, namespace, id string, systemd bool) (string, error) {
 	if specPath != "" {
-		return spec.ValidateCgroupsPath(specPath)
+		if !systemd {
+			return spec.ValidateCgroupsPath(specPath)
+		}
+		if !spec.IsSystemdCgroupsPath(specPath) {
+			return "", fmt.Errorf("linux.cgroupsPath %q: the systemd cgroup driver (runtime option SystemdCgroup) wants slice:prefix:name: %w", specPath, errdefs.ErrInvalidArgument)
+		}
+		if _, err := spec.ParseSystemdCgroupsPath(specPath); err != nil {
+			return "", err
+		}
+		return specPath, nil
 	}
 	for _, c := range []struct{ what, v string }{{"namespace", namespace}, {"container id", id}} {
 		if c.v == "" || c.v == "." || c.v == ".." || strings.Contains(c.v, "/") {
 			return "", fmt.Errorf("derive a cgroup path: %s %q is not a single path component: %w", c.what, c.v, errdefs.ErrInvalidArgument)
 		}
 	}
+	if systemd {
+		p := "system.slice:autokill:" + namespace + "-" + id
+		if _, err := spec.ParseSystemdCgroupsPath(p); err != nil {
+			return "", fmt.Errorf("derive a systemd cgroup path: %w", err)
+		}
+		return p, nil
+	}
 	return spec.ValidateCgroupsPath("/" + namespace + "/" + id)
+}
+
+// RecordedSystemd reports whether the record in bundle is the systemd
+// driver's: the delete face has no runtime options, and derives the path
+// (PathFor) with the driver the daemon used.
+func RecordedSystemd(bundle string) bool {
+	r, err := readRecord(bundle)
+	return err == nil && r.Unit != ""
 }
 
 // layout is where a cgroupsPath lands on this host: one directory per

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
 // RecordName is the file, in the bundle directory, that says which cgroup
@@ -32,6 +34,10 @@ type record struct {
 	// rmdir. Written before the first mkdir, so it may name a directory that
 	// was never made (rmdir says ENOENT) but never misses one that was.
 	Created []string `json:"created"`
+	// Unit and Slice: the systemd driver's transient scope, whose cgroup
+	// is Dirs[0] (systemd makes and removes it: Created is empty).
+	Unit  string `json:"unit,omitempty"`
+	Slice string `json:"slice,omitempty"`
 }
 
 func recordPath(bundle string) string { return filepath.Join(bundle, RecordName) }
@@ -116,6 +122,18 @@ func (r *record) check() error {
 	for _, p := range all {
 		if !inside(p) {
 			return fmt.Errorf("%q is not a directory below a cgroup hierarchy root: %w", p, errdefs.ErrInvalidArgument)
+		}
+	}
+	if r.Unit != "" || r.Slice != "" {
+		// Only a unit whose path this is: a damaged record cannot aim
+		// StopUnit at another unit.
+		sp, err := spec.ParseSystemdCgroupsPath(r.Path)
+		if err != nil {
+			return err
+		}
+		if sp.Unit != r.Unit || sp.Slice != r.Slice || !r.Unified || len(r.Dirs) != 1 ||
+			r.Dirs[0] != filepath.Join(unifiedRoot, sp.Dir()) || len(r.Created) != 0 {
+			return fmt.Errorf("systemd unit %q in %q does not match the path %q: %w", r.Unit, r.Slice, r.Path, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil

@@ -49,6 +49,10 @@ type Options struct {
 	// who can then reopen them (/dev/stdout). 0 and 0 leave them as
 	// containerd made them.
 	IOUID, IOGID uint32
+	// SystemdCgroup selects the systemd cgroup driver: the container's
+	// cgroup is a transient scope made through systemd's D-Bus API, and
+	// linux.cgroupsPath is "slice:prefix:name" (internal/cgroups).
+	SystemdCgroup bool
 	// Ignored are the options that were set but mean nothing here: each is
 	// logged as a warning (once per daemon), never dropped silently.
 	Ignored []Ignored
@@ -67,7 +71,7 @@ type Ignored struct {
 //	ShimCgroup = "/system.slice/autokill-shims"   # an existing cgroup for the shim daemon
 //	IoUid = 1000                                   # owner of the stdio fifos
 //	IoGid = 1000
-//	SystemdCgroup = false                          # true: NotImplemented (no systemd driver yet)
+//	SystemdCgroup = true                           # the systemd cgroup driver
 //
 // TypeUrl and ConfigPath are containerd's own keys: CRI copies the whole
 // runtimes.X.options table into ConfigBody, so they may appear; TypeUrl must
@@ -84,8 +88,7 @@ type File struct {
 
 // Decode turns containerd's options into Options. nil or an empty Any is
 // no options. Errors wrap errdefs: InvalidArgument for an unknown type, an
-// unknown key or a bad value, NotImplemented for SystemdCgroup, NotFound
-// for a missing ConfigPath.
+// unknown key or a bad value, NotFound for a missing ConfigPath.
 func Decode(a typeurl.Any) (*Options, error) {
 	if a == nil || (a.GetTypeUrl() == "" && len(a.GetValue()) == 0) {
 		return &Options{}, nil
@@ -118,10 +121,7 @@ func typeName(m any) string {
 // fromRunc decides each of runc's options the way containerd's runc shim
 // uses it.
 func fromRunc(r *runcopts.Options) (*Options, error) {
-	o := &Options{IOUID: r.GetIoUid(), IOGID: r.GetIoGid()}
-	if r.GetSystemdCgroup() {
-		return nil, systemdCgroup()
-	}
+	o := &Options{IOUID: r.GetIoUid(), IOGID: r.GetIoGid(), SystemdCgroup: r.GetSystemdCgroup()}
 	if err := o.setShimCgroup(r.GetShimCgroup()); err != nil {
 		return nil, err
 	}
@@ -140,10 +140,6 @@ func fromRunc(r *runcopts.Options) (*Options, error) {
 	ignore(r.GetTaskApiAddress() != "", "TaskApiAddress", "the task API is served on the shim's own socket only")
 	ignore(r.GetTaskApiVersion() != 0, "TaskApiVersion", "the task API is served at version 2 only")
 	return o, nil
-}
-
-func systemdCgroup() error {
-	return fmt.Errorf("runtime option SystemdCgroup: the systemd cgroup driver is not implemented by %s yet: %w", spec.RuntimeName, errdefs.ErrNotImplemented)
 }
 
 // setShimCgroup checks p with the rule of linux.cgroupsPath (a clean
@@ -252,10 +248,7 @@ func Parse(b []byte) (*Options, error) {
 	if f.ConfigPath != "" {
 		return nil, fmt.Errorf("ConfigPath %q inside an options document: %w", f.ConfigPath, errdefs.ErrInvalidArgument)
 	}
-	if f.SystemdCgroup {
-		return nil, systemdCgroup()
-	}
-	o := &Options{IOUID: f.IoUid, IOGID: f.IoGid}
+	o := &Options{IOUID: f.IoUid, IOGID: f.IoGid, SystemdCgroup: f.SystemdCgroup}
 	if err := o.setShimCgroup(f.ShimCgroup); err != nil {
 		return nil, err
 	}

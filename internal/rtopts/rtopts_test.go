@@ -74,7 +74,6 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		"unknown type":          {mustAny(t, &types.Mount{Type: "bind"}), errdefs.ErrInvalidArgument},
 		"unregistered type":     {&anypb.Any{TypeUrl: "example.com/nope", Value: []byte{1}}, errdefs.ErrInvalidArgument},
-		"systemd (runc)":        {mustAny(t, &runcopts.Options{SystemdCgroup: true}), errdefs.ErrNotImplemented},
 		"relative shim cgroup":  {mustAny(t, &runcopts.Options{ShimCgroup: "shims"}), errdefs.ErrInvalidArgument},
 		"climbing shim cgroup":  {mustAny(t, &runcopts.Options{ShimCgroup: "/a/../../etc"}), errdefs.ErrInvalidArgument},
 		"systemd form":          {mustAny(t, &runcopts.Options{ShimCgroup: "system.slice:x:y"}), errdefs.ErrInvalidArgument},
@@ -88,7 +87,6 @@ func TestDecodeErrors(t *testing.T) {
 		"wrong type":            {mustAny(t, &runtimeoptions.Options{ConfigBody: []byte(`IoUid = "x"`)}), errdefs.ErrInvalidArgument},
 		"negative uid":          {mustAny(t, &runtimeoptions.Options{ConfigBody: []byte(`IoUid = -1`)}), errdefs.ErrInvalidArgument},
 		"not TOML":              {mustAny(t, &runtimeoptions.Options{ConfigBody: []byte("{")}), errdefs.ErrInvalidArgument},
-		"systemd (ours)":        {mustAny(t, &runtimeoptions.Options{ConfigBody: []byte("SystemdCgroup = true")}), errdefs.ErrNotImplemented},
 		"nested ConfigPath":     {mustAny(t, &runtimeoptions.Options{ConfigBody: []byte(`ConfigPath = "/x"`)}), errdefs.ErrInvalidArgument},
 		"foreign TypeUrl in it": {mustAny(t, &runtimeoptions.Options{ConfigBody: []byte(`TypeUrl = "x"`)}), errdefs.ErrInvalidArgument},
 		"bad shim cgroup in it": {mustAny(t, &runtimeoptions.Options{ConfigBody: []byte(`ShimCgroup = "/a//b"`)}), errdefs.ErrInvalidArgument},
@@ -177,5 +175,17 @@ func TestDecodeLegacyCreateOptions(t *testing.T) {
 	sd = protowire.AppendString(sd, "rel")
 	if _, err := Decode(&anypb.Any{TypeUrl: legacyCreateOptions, Value: sd}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("relative ShimCgroup: %v", err)
+	}
+}
+
+// SystemdCgroup selects the systemd driver, in runc's Options and ours.
+func TestDecodeSystemdCgroup(t *testing.T) {
+	for name, a := range map[string]typeurl.Any{
+		"runc": mustAny(t, &runcopts.Options{SystemdCgroup: true}),
+		"ours": mustAny(t, &runtimeoptions.Options{ConfigBody: []byte("SystemdCgroup = true")}),
+	} {
+		if o, err := Decode(a); err != nil || !reflect.DeepEqual(o, &Options{SystemdCgroup: true}) {
+			t.Errorf("%s: %+v, %v; want SystemdCgroup", name, o, err)
+		}
 	}
 }

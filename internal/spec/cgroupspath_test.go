@@ -24,7 +24,12 @@ func TestCgroupsPathNotClean(t *testing.T) {
 		{"/a\nb", "control character"},
 		{"/a\tb", "control character"},
 		{"/" + strings.Repeat("x", 256), "longer than 255"},
-		{"system.slice:containerd:abc", "systemd cgroup driver (slice:prefix:name) is not supported by " + RuntimeName + " yet"},
+		{"system.slice:containerd:a/b", "not allowed in a systemd unit name"},
+		{"system:containerd:abc", "does not end in .slice"},
+		{"a--b.slice:containerd:abc", "empty part between dashes"},
+		{"system.slice:containerd:", "empty name"},
+		{"system.slice:x:pod.slice", "ending in .slice"},
+		{"system.slice:x:" + strings.Repeat("x", 250), "longer than 255"},
 	} {
 		s := fixture(t, "ctr-run-containerd-2.4.json")
 		s.Linux.CgroupsPath = tc.path
@@ -49,6 +54,32 @@ func TestCgroupsPathClean(t *testing.T) {
 		s.Linux.CgroupsPath = p
 		if plan, err := NewPlan(bundle, s); err != nil || plan.CgroupsPath != p {
 			t.Errorf("NewPlan with %q: %v", p, err)
+		}
+	}
+}
+
+// The systemd form passes NewPlan (the driver is a runtime option, checked
+// by the daemon) but not ValidateCgroupsPath, the cgroupfs driver's check.
+func TestCgroupsPathSystemd(t *testing.T) {
+	for _, tc := range []struct{ path, unit, dir string }{
+		{"system.slice:autokill:abc", "autokill-abc.scope", "/system.slice/autokill-abc.scope"},
+		{":cri-containerd:0123", "cri-containerd-0123.scope", "/system.slice/cri-containerd-0123.scope"},
+		{"kubepods-besteffort-pod1.slice:cri-containerd:x", "cri-containerd-x.scope",
+			"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-x.scope"},
+		{"-.slice::x_y.z", "x_y.z.scope", "/x_y.z.scope"},
+	} {
+		s := fixture(t, "ctr-run-containerd-2.4.json")
+		s.Linux.CgroupsPath = tc.path
+		if plan, err := NewPlan(bundle, s); err != nil || plan.CgroupsPath != tc.path {
+			t.Errorf("NewPlan with %q: %v", tc.path, err)
+		}
+		p, err := ParseSystemdCgroupsPath(tc.path)
+		if err != nil || p.Unit != tc.unit || p.Dir() != tc.dir {
+			t.Errorf("ParseSystemdCgroupsPath(%q) = %+v, %v; want unit %s in %s", tc.path, p, err, tc.unit, tc.dir)
+			continue
+		}
+		if _, err := ValidateCgroupsPath(tc.path); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "SystemdCgroup = true") {
+			t.Errorf("ValidateCgroupsPath(%q) = %v; want InvalidArgument naming SystemdCgroup", tc.path, err)
 		}
 	}
 }

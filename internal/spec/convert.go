@@ -244,8 +244,101 @@ func (ns Namespaces) has(t specs.LinuxNamespaceType) bool {
 	return false
 }
 
+// convertCgroupsPath accepts either driver's form: which driver applies is a
+// runtime option (SystemdCgroup), not part of the spec, and the daemon
+// checks that the two agree (internal/cgroups.PathFor).
 func convertCgroupsPath(p string) (string, error) {
+	if IsSystemdCgroupsPath(p) {
+		if _, err := ParseSystemdCgroupsPath(p); err != nil {
+			return "", err
+		}
+		return p, nil
+	}
 	return ValidateCgroupsPath(p)
+}
+
+// IsSystemdCgroupsPath reports whether p has the systemd driver's form,
+// "slice:prefix:name" (a cgroupfs path has no colon in practice, and an
+// absolute one is always cgroupfs, as with runc).
+func IsSystemdCgroupsPath(p string) bool {
+	return strings.Count(p, ":") == 2 && !strings.HasPrefix(p, "/")
+}
+
+// SystemdCgroupsPath is a parsed "slice:prefix:name": the container gets
+// the transient scope Unit under Slice.
+type SystemdCgroupsPath struct {
+	Slice  string // "system.slice" when the path leaves it empty, as runc
+	Prefix string
+	Name   string
+	Unit   string // "<prefix>-<name>.scope" ("<name>.scope" without a prefix)
+}
+
+// maxUnitName is systemd's UNIT_NAME_MAX less the NUL.
+const maxUnitName = 255
+
+// ParseSystemdCgroupsPath checks a systemd cgroupsPath the way systemd
+// checks unit names (letters, digits, ":-_.\\"; here without ":", the
+// separator), so a bad one fails Create with InvalidArgument instead of a
+// D-Bus error: the slice ends in ".slice" and its "-"-separated parts are
+// not empty ("-.slice" is the root slice), the name is not empty. A name
+// ending in ".slice" (runc then makes a slice, not a scope) is refused.
+func ParseSystemdCgroupsPath(p string) (*SystemdCgroupsPath, error) {
+	const field = "linux.cgroupsPath"
+	parts := strings.Split(p, ":")
+	if len(parts) != 3 || strings.HasPrefix(p, "/") {
+		return nil, invalid(field, "%q is not of the systemd driver's form slice:prefix:name", p)
+	}
+	s := &SystemdCgroupsPath{Slice: parts[0], Prefix: parts[1], Name: parts[2]}
+	if s.Slice == "" {
+		s.Slice = "system.slice"
+	}
+	for _, c := range []struct{ what, v string }{{"slice", s.Slice}, {"prefix", s.Prefix}, {"name", s.Name}} {
+		for _, r := range c.v {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.\\", r)) {
+				return nil, invalid(field, "%q: the %s %q has %q, which is not allowed in a systemd unit name", p, c.what, c.v, r)
+			}
+		}
+	}
+	if s.Slice != "-.slice" {
+		base, ok := strings.CutSuffix(s.Slice, ".slice")
+		if !ok || base == "" {
+			return nil, invalid(field, "%q: the slice %q does not end in .slice", p, s.Slice)
+		}
+		for _, c := range strings.Split(base, "-") {
+			if c == "" {
+				return nil, invalid(field, "%q: the slice %q has an empty part between dashes", p, s.Slice)
+			}
+		}
+	}
+	switch {
+	case s.Name == "":
+		return nil, invalid(field, "%q: empty name", p)
+	case strings.HasSuffix(s.Name, ".slice"):
+		return nil, unsupported(fmt.Sprintf("%s %q: a name ending in .slice (a slice for the container)", field, p))
+	}
+	s.Unit = s.Name + ".scope"
+	if s.Prefix != "" {
+		s.Unit = s.Prefix + "-" + s.Unit
+	}
+	if len(s.Unit) > maxUnitName || len(s.Slice) > maxUnitName {
+		return nil, invalid(field, "%q: a unit name longer than %d bytes", p, maxUnitName)
+	}
+	return s, nil
+}
+
+// Dir is the scope's cgroup below the hierarchy's root, as systemd places
+// it: each "-" of the slice's name is a level ("a-b.slice" is
+// "/a.slice/a-b.slice"), the scope below the last.
+func (s *SystemdCgroupsPath) Dir() string {
+	dir := "/"
+	if s.Slice != "-.slice" {
+		base := strings.TrimSuffix(s.Slice, ".slice")
+		parts := strings.Split(base, "-")
+		for i := range parts {
+			dir += strings.Join(parts[:i+1], "-") + ".slice/"
+		}
+	}
+	return dir + s.Unit
 }
 
 // maxCgroupName is NAME_MAX: the kernel refuses a longer cgroup name anyway,
@@ -262,7 +355,8 @@ const maxCgroupName = 255
 // runc's cgroupfs driver does; internal/cgroups resolves it). Refused, with
 // InvalidArgument: "." and ".." components, empty components ("a//b", a
 // trailing "/"), NUL and other control characters, over-long names, and the
-// systemd driver's "slice:prefix:name" form, which is not implemented yet.
+// systemd driver's "slice:prefix:name" form (ParseSystemdCgroupsPath),
+// which needs the runtime option SystemdCgroup.
 // "" is valid and means the daemon derives the path (see internal/cgroups).
 func ValidateCgroupsPath(p string) (string, error) {
 	const field = "linux.cgroupsPath"
@@ -275,10 +369,8 @@ func ValidateCgroupsPath(p string) (string, error) {
 			return "", invalid(field, "%q contains a control character (NUL, newline...)", p)
 		}
 	}
-	// The systemd form is "slice:prefix:name"; a cgroupfs path has no
-	// colon in practice.
-	if strings.Count(p, ":") == 2 && !strings.HasPrefix(p, "/") {
-		return "", unsupported(fmt.Sprintf("%s %q: the systemd cgroup driver (slice:prefix:name)", field, p))
+	if IsSystemdCgroupsPath(p) {
+		return "", invalid(field, "%q is the systemd driver's form (slice:prefix:name): it needs the runtime option SystemdCgroup = true", p)
 	}
 	for _, c := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
 		switch {

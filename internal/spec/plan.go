@@ -32,8 +32,9 @@ type Plan struct {
 	UserNS *UserNS
 	// CgroupsPath is spec.linux.cgroupsPath, checked by ValidateCgroupsPath:
 	// a clean cgroupfs path, absolute ("/a/b", below each hierarchy's root)
-	// or relative ("a/b", below the daemon's own cgroup, as runc does).
-	// Empty means the daemon derives "/<namespace>/<id>" (internal/cgroups),
+	// or relative ("a/b", below the daemon's own cgroup, as runc does); or
+	// the systemd driver's "slice:prefix:name" (ParseSystemdCgroupsPath).
+	// The daemon checks that the form matches the driver. Empty means the daemon derives "/<namespace>/<id>" (internal/cgroups),
 	// so that linux.resources are always enforced.
 	CgroupsPath string
 	// Resources is spec.linux.resources after validation: only memory

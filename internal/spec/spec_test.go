@@ -411,7 +411,7 @@ func TestInvalidPlans(t *testing.T) {
 		{"time offsets without time ns", func(s *specs.Spec) {
 			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}}
 		}, "linux.timeOffsets: needs a new time namespace"},
-		{"systemd cgroup", func(s *specs.Spec) { s.Linux.CgroupsPath = "system.slice:containerd:abc" }, "systemd cgroup driver"},
+		{"systemd cgroup", func(s *specs.Spec) { s.Linux.CgroupsPath = "system.slice:containerd:a/b" }, "not allowed in a systemd unit name"},
 		{"cgroup dotdot", func(s *specs.Spec) { s.Linux.CgroupsPath = "/a/../../b" }, "linux.cgroupsPath"},
 		{"hugepages", func(s *specs.Spec) {
 			s.Linux.Resources.HugepageLimits = []specs.LinuxHugepageLimit{{Pagesize: "2MB", Limit: 1}}

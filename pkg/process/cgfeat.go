@@ -155,22 +155,30 @@ func (c *Container) watchOOM(ctx context.Context) {
 		return
 	}
 	c.feat.oomFile = f
-	go c.oomLoop(f)
+	retry := oomRetry
+	if c.cg.Dirs().Unified {
+		retry = oomRetry[:1]
+	}
+	go c.oomLoop(f, retry)
 }
 
 // oomRetry: v1's eventfd fires when the cgroup runs out of memory, before
 // the victim is picked and counted; the count is read again a few times.
-// v2's inotify fires on the count's own update: the first read sees it.
+// v2's inotify fires on every update of memory.events, the count's own
+// included, so one read per wake-up sees it; retrying there would only
+// delay the read of the next wake-up (the kill's comes after the "max"
+// and "oom" ones), by which time systemd may have removed an emptied scope
+// and its count with it.
 var oomRetry = []time.Duration{0, 10 * time.Millisecond, 100 * time.Millisecond, 500 * time.Millisecond}
 
-func (c *Container) oomLoop(f *os.File) {
+func (c *Container) oomLoop(f *os.File, retry []time.Duration) {
 	ctx := context.Background()
 	buf := make([]byte, 4096)
 	for {
 		if _, err := f.Read(buf); err != nil {
 			return // closed by stopOOM
 		}
-		for _, d := range oomRetry {
+		for _, d := range retry {
 			time.Sleep(d)
 			c.mu.Lock()
 			moved := c.status != StatusStopped && c.noteOOM(ctx)

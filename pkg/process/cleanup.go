@@ -36,7 +36,10 @@ func Cleanup(ctx context.Context, namespace, id, bundle string) (Exit, error) {
 		if s.Linux != nil {
 			specPath = s.Linux.CgroupsPath
 		}
-		if path, err := cgroups.PathFor(specPath, namespace, id); err != nil {
+		// No runtime options here: the driver is the record's, or the
+		// path's form when there is no record (then nothing is touched).
+		systemd := cgroups.RecordedSystemd(bundle) || spec.IsSystemdCgroupsPath(specPath)
+		if path, err := cgroups.PathFor(specPath, namespace, id, systemd); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup left alone: %w", err))
 		} else if err := cgroups.Cleanup(ctx, bundle, path); err != nil {
 			errs = append(errs, err)

@@ -120,7 +120,7 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 	}
 	// Always a cgroup of its own, derived when the spec names none, so that
 	// linux.resources (device rules included) are enforced.
-	cgPath, err := cgroups.PathFor(plan.CgroupsPath, c.cfg.Namespace, c.id)
+	cgPath, err := cgroups.PathFor(plan.CgroupsPath, c.cfg.Namespace, c.id, c.cfg.Systemd)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,10 @@ type CreateConfig struct {
 	// pkg/shim with internal/rtopts): the owner given to the stdio fifos of
 	// the init and of every exec (io_owner.go). 0 and 0 change nothing.
 	IOUID, IOGID uint32
+	// Systemd is the runtime option SystemdCgroup: the container's cgroup
+	// is a transient systemd scope (internal/cgroups.NewSystemd) and
+	// linux.cgroupsPath has the form "slice:prefix:name".
+	Systemd bool
 }
 
 // Exit describes how the init of a container ended.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/autokill/containerd-shim-autokill-v1/internal/cgroups"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/mountopt"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/seccomp"
 	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
@@ -40,6 +41,8 @@ const checkpointNote = "not implemented: Checkpoint and restore answer NotImplem
 func ociFeatures(mode pidfd.Mode) *features.Features {
 	yes, no := true, false
 	appArmor := process.AppArmorEnabled()
+	// The host's, as Create sees it: systemd as the init, cgroup v2.
+	systemd := cgroups.CheckSystemd() == nil
 	return &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
@@ -51,7 +54,7 @@ func ociFeatures(mode pidfd.Mode) *features.Features {
 			Cgroup: &features.Cgroup{
 				V1:          &yes,
 				V2:          &yes,
-				Systemd:     &no,
+				Systemd:     &systemd,
 				SystemdUser: &no,
 				Rdma:        &no,
 			},

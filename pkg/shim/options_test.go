@@ -28,7 +28,7 @@ func optionsAny(t *testing.T, v any) *anypb.Any {
 }
 
 // Create hands IoUid/IoGid to the task, refuses what cannot be decoded with
-// InvalidArgument (SystemdCgroup: NotImplemented) before anything is made,
+// InvalidArgument before anything is made, passes SystemdCgroup on,
 // and does not keep the id of a refused request.
 func TestServiceCreateOptions(t *testing.T) {
 	fx := newFixture(t)
@@ -54,7 +54,6 @@ func TestServiceCreateOptions(t *testing.T) {
 	}{
 		{optionsAny(t, &types.Mount{Type: "bind"}), codes.InvalidArgument},
 		{optionsAny(t, &runtimeoptions.Options{ConfigBody: []byte("Bogus = true")}), codes.InvalidArgument},
-		{optionsAny(t, &runcopts.Options{SystemdCgroup: true}), codes.Unimplemented},
 	} {
 		fx.mu.Lock()
 		n := len(fx.created)
@@ -70,6 +69,14 @@ func TestServiceCreateOptions(t *testing.T) {
 	if _, err := fx.client.Create(ctx, &taskapi.CreateTaskRequest{ID: "bad", Bundle: "/b/bad"}); err != nil {
 		t.Fatalf("the id of refused requests is not free: %v", err)
 	}
+	if _, err := fx.client.Create(ctx, &taskapi.CreateTaskRequest{ID: "sd", Bundle: "/b/sd", Options: optionsAny(t, &runcopts.Options{SystemdCgroup: true})}); err != nil {
+		t.Fatalf("create with SystemdCgroup: %v", err)
+	}
+	fx.mu.Lock()
+	if cfg := fx.created[len(fx.created)-1]; !cfg.Systemd {
+		t.Errorf("SystemdCgroup: config %+v, want Systemd", cfg)
+	}
+	fx.mu.Unlock()
 }
 
 // An option that cannot apply is a warning in the shim log, once per daemon.

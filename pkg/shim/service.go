@@ -138,6 +138,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 		Stderr:    r.Stderr,
 		IOUID:     opts.IOUID,
 		IOGID:     opts.IOGID,
+		Systemd:   opts.SystemdCgroup,
 	}
 	start := time.Now()
 	t, err := s.createReserved(ctx, r.ID, cfg)
