@@ -28,7 +28,6 @@ func setRlimits(rl []spec.Rlimit) error {
 	return nil
 }
 
-
 // dropBoundingSetOps drops from the bounding set every capability not in
 // keep. It needs CAP_SETPCAP, so it runs before the uid change.
 func dropBoundingSetOps(keep uint64, last uint) []sysOp {
