@@ -88,3 +88,12 @@ ak_module() {
 ak_failures() {
 	grep -E -e '--- FAIL|^(\[vm\] )?panic:|test timed out after|^(\[vm\] )?FAIL' "$1" 2>/dev/null | head -n 30 || true
 }
+
+# --- critest through containerd's CRI (hack/cri/) -------------------------------------------
+# Versions built from the module proxy, and where they are cached.
+AK_CRI_TOOLS_VERSION=v1.37.0 # cri-tools: critest and crictl
+AK_REGISTRY_VERSION=v3.1.2   # the distribution registry serving the test images
+AK_CNI_VERSION=v1.10.0       # containernetworking/plugins
+AK_CRI_CACHE=$AUTOKILL_CACHE/cri
+# The CNI plugins the CRI config uses (portmap also needs Debian's iptables).
+AK_CNI_PLUGINS=(main/bridge main/loopback ipam/host-local meta/portmap)
