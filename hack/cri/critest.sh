@@ -59,6 +59,9 @@ export PATH=$BIN:$PATH
 log "setup (tools, images) took $((SECONDS - t0)) s"
 
 DIR=$(mktemp -d /tmp/autokill-cri.XXXXXX)
+# mktemp's 0700 would stop a user-namespaced container's root (a host uid that is not 0) on its
+# way to its bundle's rootfs below DIR/state (EACCES), where /run/containerd's 0711 lets it pass.
+chmod 0711 "$DIR"
 REG_PID=
 CRITEST_PID=
 # shellcheck disable=SC2317 # run by the EXIT trap
