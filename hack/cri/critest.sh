@@ -64,6 +64,7 @@ DIR=$(mktemp -d /tmp/autokill-cri.XXXXXX)
 chmod 0711 "$DIR"
 REG_PID=
 CRITEST_PID=
+HOSTPORT_CHAINS=theirs
 # shellcheck disable=SC2317 # run by the EXIT trap
 teardown() {
 	local rc=$?
@@ -80,6 +81,7 @@ teardown() {
 	"$REPO/hack/containerd.sh" purge "$DIR" 2>&1 | grep -v '^\[containerd\] killing shim' >&2
 	[ -z "$REG_PID" ] || kill "$REG_PID" 2>/dev/null
 	ip link del "$BRIDGE" 2>/dev/null
+	[ "$HOSTPORT_CHAINS" = ours ] && portmap_cleanup
 	rm -rf "$DIR"
 	log "torn down (report in $REPORT)"
 	exit "$rc"
@@ -87,6 +89,22 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# portmap's shared nat chains: made by the first pod with a host port, left behind by the plugin.
+# Removed at teardown if this run made them and no pod's chain (CNI-DN-*) hangs from them.
+# shellcheck disable=SC2317 # run by teardown
+portmap_cleanup() {
+	iptables -t nat -S CNI-HOSTPORT-DNAT 2>/dev/null | grep -q -- '-j CNI-DN-' && return 0
+	iptables -t nat -D PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+	iptables -t nat -D OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+	iptables -t nat -D POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
+	local c
+	for c in CNI-HOSTPORT-DNAT CNI-HOSTPORT-MASQ CNI-HOSTPORT-SETMARK; do
+		iptables -t nat -F "$c" && iptables -t nat -X "$c"
+	done
+} 2>/dev/null
+HOSTPORT_CHAINS=ours
+iptables -t nat -S CNI-HOSTPORT-DNAT >/dev/null 2>&1 && HOSTPORT_CHAINS=theirs
 
 # --- registry: the cached storage, served on a free port ---------------------------------
 PORT=$(ak_free_port) || die "no free port"
