@@ -65,6 +65,16 @@ test-cri: build
 test-cri-ref:
 	AUTOKILL_CRI_RUNTIME=io.containerd.runc.v2 hack/cri/critest.sh
 
+# The same inside the Linux 7.x VM (native mode, cgroup v2; hack/vm/run.sh): registry, CNI and
+# containerd run in the guest. Slow under TCG: CRI_VM_TIMEOUT seconds, boot included.
+.PHONY: test-cri-vm
+CRI_VM_TIMEOUT ?= 3600
+CRI_VM_REPORT := $(CURDIR)/bin/cri-vm-report
+test-cri-vm: build deps-cri
+	mkdir -p $(CRI_VM_REPORT)
+	AUTOKILL_SHIM=$(SHIM) AUTOKILL_CRI_REPORT=$(CRI_VM_REPORT) \
+		hack/vm/run.sh --timeout $(CRI_VM_TIMEOUT) --rw $(CRI_VM_REPORT) -- hack/cri/critest.sh
+
 # Sequential on purpose: each tier needs the previous one's results.
 test:
 	$(MAKE) deps

@@ -182,8 +182,8 @@ C
 crictl --config "$DIR/crictl.yaml" info >/dev/null || die "CRI does not answer (containerd.log: $DIR/containerd.log)"
 
 # --- critest -------------------------------------------------------------------------------------
-rm -rf "$REPORT"
 mkdir -p "$REPORT"
+find "$REPORT" -mindepth 1 -delete # its contents only: the VM tier shares it read-write (a mount point)
 nri=()
 [ "$MAJOR" -lt 2 ] || nri=(-nri-socket "$DIR/nri.sock")
 read -ra extra <<<"${AUTOKILL_CRI_ARGS:-}"

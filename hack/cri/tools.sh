@@ -17,7 +17,7 @@ die() { log "ERROR: $*"; exit 1; }
 DIGEST=${1:-}
 BIN=$AK_CRI_CACHE/bin
 mkdir -p "$BIN/cni"
-command -v go >/dev/null || die "go is not on PATH"
+need_go() { command -v go >/dev/null || die "go is not on PATH (needed to build $1)"; }
 exec 9>"$AK_CRI_CACHE/tools.lock"
 flock 9
 
@@ -30,6 +30,7 @@ install() {
 	local dst=$1 pkg=$2 name
 	name=$(basename "${pkg%@*}")
 	[ -x "$dst" ] && return 0
+	need_go "$pkg"
 	log "building $pkg"
 	GOBIN=$tmp/gobin CGO_ENABLED=0 go install -trimpath "$pkg"
 	mv -f "$tmp/gobin/$name" "$dst"
@@ -49,6 +50,7 @@ done
 [[ $DIGEST =~ ^sha256:[0-9a-f]{64}$ ]] || die "digest $DIGEST: want sha256:<64 hex>"
 CRITEST=$BIN/critest-$AK_CRI_TOOLS_VERSION-${DIGEST#sha256:}
 if [ ! -x "$CRITEST" ]; then
+	need_go critest
 	log "building critest $AK_CRI_TOOLS_VERSION (test-image-digest@$DIGEST)"
 	# A scratch module that requires cri-tools and carries a patched copy of it: the copy in the
 	# module cache is read-only and shared.
