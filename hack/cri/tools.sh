@@ -24,9 +24,9 @@ flock 9
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# install BINARY PKG@VERSION: go install into a temp GOBIN, then move into place, so that an
+# build_tool BINARY PKG@VERSION: go install into a temp GOBIN, then move into place, so that an
 # interrupted build leaves nothing half-written under the cache.
-install() {
+build_tool() {
 	local dst=$1 pkg=$2 name
 	name=$(basename "${pkg%@*}")
 	[ -x "$dst" ] && return 0
@@ -36,11 +36,11 @@ install() {
 	mv -f "$tmp/gobin/$name" "$dst"
 }
 
-install "$BIN/crictl-$AK_CRI_TOOLS_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$AK_CRI_TOOLS_VERSION"
+build_tool "$BIN/crictl-$AK_CRI_TOOLS_VERSION" "sigs.k8s.io/cri-tools/cmd/crictl@$AK_CRI_TOOLS_VERSION"
 ln -sfn "crictl-$AK_CRI_TOOLS_VERSION" "$BIN/crictl"
-install "$BIN/registry-$AK_REGISTRY_VERSION" "github.com/distribution/distribution/v3/cmd/registry@$AK_REGISTRY_VERSION"
+build_tool "$BIN/registry-$AK_REGISTRY_VERSION" "github.com/distribution/distribution/v3/cmd/registry@$AK_REGISTRY_VERSION"
 for p in "${AK_CNI_PLUGINS[@]}"; do
-	install "$BIN/cni/$(basename "$p")-$AK_CNI_VERSION" "github.com/containernetworking/plugins/plugins/$p@$AK_CNI_VERSION"
+	build_tool "$BIN/cni/$(basename "$p")-$AK_CNI_VERSION" "github.com/containernetworking/plugins/plugins/$p@$AK_CNI_VERSION"
 	# CNI finds a plugin by its type name in bin_dirs.
 	mkdir -p "$BIN/cni-$AK_CNI_VERSION"
 	ln -sfn "../cni/$(basename "$p")-$AK_CNI_VERSION" "$BIN/cni-$AK_CNI_VERSION/$(basename "$p")"
