@@ -187,6 +187,14 @@ find "$REPORT" -mindepth 1 -delete # its contents only: the VM tier shares it re
 nri=()
 [ "$MAJOR" -lt 2 ] || nri=(-nri-socket "$DIR/nri.sock")
 read -ra extra <<<"${AUTOKILL_CRI_ARGS:-}"
+# critest loads its AppArmor test profiles with `sudo apparmor_parser ...`; we are root already, and
+# a host without sudo (the VM) gets a stand-in that runs the command as is.
+if ! command -v sudo >/dev/null; then
+	mkdir -p "$DIR/bin"
+	printf '#!/bin/sh\n# critest runs "sudo apparmor_parser ..." as root: run it as is.\nexec "$@"\n' >"$DIR/bin/sudo"
+	chmod 0755 "$DIR/bin/sudo"
+	export PATH=$DIR/bin:$PATH
+fi
 log "critest with $RUNTIME (handler $HANDLER, the default) on $("$BD/containerd" --version | awk '{print $3}')"
 t1=$SECONDS
 set +e
