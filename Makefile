@@ -19,7 +19,7 @@ LDFLAGS := -X github.com/autokill/containerd-shim-autokill-v1/pkg/shim.Version=$
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/containerd-shim-autokill-v1 ./cmd/containerd-shim-autokill-v1
 
-# Debian's containerd 1.6, runc, crun, busybox-static, shellcheck, apparmor, libseccomp (hack/deps.sh), the containerd versions pinned in hack/lib.sh
+# Debian's containerd 1.6, runc, crun, busybox-static, shellcheck, apparmor, libseccomp, iptables, iproute2, curl (hack/deps.sh), the containerd versions pinned in hack/lib.sh
 # built from the module proxy, and the busybox OCI image tar.
 deps:
 	hack/deps.sh
