@@ -17,7 +17,10 @@ IMAGE_NAME=localhost/autokill/busybox:latest
 CACHE=${AUTOKILL_CACHE:-/var/cache/autokill}
 CACHED=$CACHE/images/busybox.tar
 OUT=${1:-$CACHED}
-RECIPE=$(sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1)
+HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=hack/oci.sh
+. "$HACK/oci.sh"
+RECIPE=$(cat "${BASH_SOURCE[0]}" "$HACK/oci.sh" | sha256sum | cut -d' ' -f1)
 
 log() { printf '[image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -53,7 +56,6 @@ log "using $(basename "$DEB")"
 dpkg -x "$DEB" pkg
 [ -x pkg/bin/busybox ] || die "no bin/busybox in $DEB"
 
-ARCH=$(dpkg --print-architecture)
 R=rootfs
 mkdir -p $R/bin $R/etc $R/dev $R/proc $R/sys $R/tmp $R/run $R/root $R/usr/bin $R/usr/sbin $R/sbin
 cp pkg/bin/busybox $R/bin/busybox
@@ -111,42 +113,16 @@ done
 chmod 0755 $R/bin/ak-suexec
 chmod 4755 $R/bin/ak-sudo
 
-# --- layer: reproducible tar (sorted names, mtime 0, uid/gid 0) ---------------
-tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-	-C $R -cf layer.tar .
-DIFF_ID=$(sha256sum layer.tar | cut -d' ' -f1)
-gzip -n -9 layer.tar
-LAYER=$(sha256sum layer.tar.gz | cut -d' ' -f1)
-LAYER_SIZE=$(stat -c %s layer.tar.gz)
-
-mkdir -p oci/blobs/sha256
-mv layer.tar.gz "oci/blobs/sha256/$LAYER"
-
-# blob FILE -> prints digest hex; moves FILE into blobs
-blob() {
-	local d
-	d=$(sha256sum "$1" | cut -d' ' -f1)
-	mv "$1" "oci/blobs/sha256/$d"
-	echo "$d"
-}
-
-printf '%s' '{"architecture":"'"$ARCH"'","os":"linux","created":"1970-01-01T00:00:00Z","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:'"$DIFF_ID"'"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"hack/build-image.sh: Debian busybox-static"}]}' >config.json
-CONFIG_SIZE=$(stat -c %s config.json)
-CONFIG=$(blob config.json)
-
-printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$CONFIG"'","size":'"$CONFIG_SIZE"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$LAYER"'","size":'"$LAYER_SIZE"'}]}' >manifest.json
-MANIFEST_SIZE=$(stat -c %s manifest.json)
-MANIFEST=$(blob manifest.json)
-
-printf '%s' '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:'"$MANIFEST"'","size":'"$MANIFEST_SIZE"',"platform":{"architecture":"'"$ARCH"'","os":"linux"},"annotations":{"io.containerd.image.name":"'"$IMAGE_NAME"'","org.opencontainers.image.ref.name":"latest"}}]}' >oci/index.json
-printf '%s' '{"imageLayoutVersion":"1.0.0"}' >oci/oci-layout
-
-# The outer tar is reproducible too.
-find oci -exec touch -h -d @0 {} +
+# --- the image: hack/oci.sh's reproducible layout ---------------------------
+oci_init oci
+LAYER=$(oci_layer oci $R)
+MANIFEST=$(oci_image oci "$IMAGE_NAME" \
+	'{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"WorkingDir":"/"}' \
+	'hack/build-image.sh: Debian busybox-static' "$LAYER")
+oci_index oci
 mkdir -p "$(dirname "$CACHED")"
-tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=gnu \
-	-C oci -cf "$CACHED.tmp.$$" oci-layout index.json blobs
+oci_tar oci "$CACHED.tmp.$$"
 mv "$CACHED.tmp.$$" "$CACHED"
 echo "$RECIPE" >"$CACHED.recipe"
-log "built manifest sha256:$MANIFEST (layer sha256:$LAYER, diff_id sha256:$DIFF_ID)"
+log "built manifest sha256:$MANIFEST (layer, diff_id, size: $LAYER)"
 copy_out

@@ -10,6 +10,8 @@
 # Files: DIR/config.toml, DIR/containerd.sock (+ .ttrpc), DIR/root, DIR/state, DIR/containerd.log,
 # DIR/containerd.pid, DIR/bin-dir. Use: ctr --address DIR/containerd.sock ...
 # AUTOKILL_CONTAINERD_DEBUG=1 sets log level debug (containerd then passes -debug to shims).
+# AUTOKILL_CONTAINERD_CRI=FILE enables the CRI plugins (and NRI) and appends FILE to the config, its
+# @DIR@ replaced (hack/cri/critest.sh).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +22,7 @@ SHIM=${AUTOKILL_SHIM:-$REPO/bin/containerd-shim-autokill-v1}
 log() { printf '[containerd] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() { sed -n '2,13p' "$0" >&2; exit 2; }
+usage() { sed -n '2,15p' "$0" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 CMD=$1
 DIR=$2
@@ -46,6 +48,13 @@ write_config() {
 	case $DIR in *[\\\"\|\&]*) die "containerd directory $DIR: the config template takes no \\ \" | or &" ;; esac
 	sed -e '/^#/d' -e "/^$drop/d" -e "s/^$keep//" -e "s|@DIR@|$DIR|g" -e "s|@LEVEL@|$level|g" -e "s|@STATE_TIMEOUT@|2s|g" \
 		"$REPO/integration/testdata/containerd.toml" >"$DIR/config.toml"
+	if [ -n "${AUTOKILL_CONTAINERD_CRI:-}" ]; then
+		[ -f "$AUTOKILL_CONTAINERD_CRI" ] || die "AUTOKILL_CONTAINERD_CRI=$AUTOKILL_CONTAINERD_CRI: no such file"
+		sed -i -E '/^disabled_plugins/s/"io\.containerd\.(grpc\.v1\.cri|cri\.v1\.images|cri\.v1\.runtime|podsandbox\.controller\.v1\.podsandbox|nri\.v1\.nri)", //g' \
+			"$DIR/config.toml"
+		printf '\n' >>"$DIR/config.toml"
+		sed -e "s|@DIR@|$DIR|g" "$AUTOKILL_CONTAINERD_CRI" >>"$DIR/config.toml"
+	fi
 }
 
 start() {

@@ -88,3 +88,31 @@ ak_module() {
 ak_failures() {
 	grep -E -e '--- FAIL|^(\[vm\] )?panic:|test timed out after|^(\[vm\] )?FAIL' "$1" 2>/dev/null | head -n 30 || true
 }
+
+# --- critest through containerd's CRI (hack/cri/) -------------------------------------------
+# Versions built from the module proxy, and where they are cached.
+AK_CRI_TOOLS_VERSION=v1.37.0 # cri-tools: critest and crictl
+AK_REGISTRY_VERSION=v3.1.2   # the distribution registry serving the test images
+AK_CNI_VERSION=v1.10.0       # containernetworking/plugins
+AK_CRI_CACHE=$AUTOKILL_CACHE/cri
+# The CNI plugins the CRI config uses (portmap also needs Debian's iptables).
+AK_CNI_PLUGINS=(main/bridge main/loopback ipam/host-local meta/portmap)
+
+# ak_free_port: a TCP port nobody listens on at 127.0.0.1 now (from the ephemeral range's top).
+ak_free_port() {
+	local p
+	for p in $(seq 32000 32999 | shuf); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# ak_seconds DURATION: 90, 90s, 30m, 1h -> seconds.
+ak_seconds() {
+	case $1 in
+	*h) echo $((${1%h} * 3600)) ;;
+	*m) echo $((${1%m} * 60)) ;;
+	*s) echo "${1%s}" ;;
+	*) echo "$1" ;;
+	esac
+}
