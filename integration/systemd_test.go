@@ -307,8 +307,8 @@ func cgroupProcsIn(t *testing.T, dir string) []int {
 }
 
 // TestSystemdCgroupRefused: where systemd is not the init, the driver is
-// FailedPrecondition (at once: no D-Bus is tried); anywhere, a path of the
-// other driver's form is InvalidArgument; nothing is left behind.
+// FailedPrecondition (at once: no D-Bus is tried); anywhere, a cgroupfs path
+// with the systemd driver is InvalidArgument; nothing is left behind.
 func TestSystemdCgroupRefused(t *testing.T) {
 	requireAutokillRuntime(t)
 	ctx, tasks := tasksClient(t)
@@ -320,7 +320,6 @@ func TestSystemdCgroupRefused(t *testing.T) {
 	}
 	cases := []refusal{
 		{"/" + testNamespace + "/x", true, codes.InvalidArgument, "slice:prefix:name"},
-		{"system.slice:autokill:x", false, codes.InvalidArgument, "SystemdCgroup = true"},
 	}
 	if !systemdIsInit() {
 		cases = append(cases, refusal{"system.slice:autokill:x", true, codes.FailedPrecondition, systemdBooted})
@@ -349,5 +348,22 @@ func TestSystemdCgroupRefused(t *testing.T) {
 		if _, ok := taskStatus(t, id); ok {
 			t.Errorf("a task of %s is listed after the refused create", id)
 		}
+	}
+}
+
+// TestCtrCgroupsPathSliceFormOnCgroupfs: containerd 1.6's CRI writes "slice:cri-containerd:id"
+// for any pod whose cgroup parent ends in .slice, whichever driver is configured. With the cgroupfs
+// driver runc takes it as one relative path component, under the shim's own cgroup; so do we.
+func TestCtrCgroupsPathSliceFormOnCgroupfs(t *testing.T) {
+	id := newContainerID(t)
+	p := "test.slice:cri-containerd:" + id
+	spec := shapeSpec(t, id, shapeRootfs(t), []string{"sleep", "100000"}, func(_, _, linux map[string]any) { linux["cgroupsPath"] = p })
+	pids := runSpecDetached(t, id, spec, 1)
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pids[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cg), "/"+p+"\n") {
+		t.Fatalf("the init's cgroups do not end in %q:\n%s", p, cg)
 	}
 }

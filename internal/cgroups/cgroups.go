@@ -40,7 +40,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/autokill/containerd-shim-autokill-v1/internal/spec"
 )
 
 // Manager is a container's cgroup.
@@ -87,10 +86,12 @@ func Unified() bool { return cg.Mode() == cg.Unified }
 
 // New creates the container's cgroup at path (see PathFor) with res
 // applied, and records in bundle what it created. FailedPrecondition when
-// the cgroup exists and is busy. A "slice:prefix:name" path is the systemd
-// driver's (systemd.go): its scope is started by the first Add.
-func New(bundle, path string, res *specs.LinuxResources) (_ Manager, retErr error) {
-	if spec.IsSystemdCgroupsPath(path) {
+// the cgroup exists and is busy. With systemd (the runtime option
+// SystemdCgroup) path is "slice:prefix:name" and the scope is started by the
+// first Add (systemd.go); without, a path of that form is a relative
+// cgroupfs path, as runc's cgroupfs driver takes it.
+func New(bundle, path string, systemd bool, res *specs.LinuxResources) (_ Manager, retErr error) {
+	if systemd {
 		return newSystemd(bundle, path, res)
 	}
 	if res == nil {

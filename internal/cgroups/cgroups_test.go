@@ -156,7 +156,7 @@ func TestNewDeleteRealCgroup(t *testing.T) {
 	path := base + "/c1"
 	bundle := t.TempDir()
 	limit := int64(42)
-	m, err := New(bundle, path, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}})
+	m, err := New(bundle, path, false, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestNewDeleteRealCgroup(t *testing.T) {
 func TestNewRefusesBusyCgroup(t *testing.T) {
 	needRoot(t)
 	other := fmt.Sprintf("/autokill-unit-busy-%d", os.Getpid())
-	om, err := New(t.TempDir(), other, nil)
+	om, err := New(t.TempDir(), other, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestNewRefusesBusyCgroup(t *testing.T) {
 	}
 	defer om.Delete(context.Background())
 	parent := fmt.Sprintf("/autokill-unit-parent-%d", os.Getpid())
-	pm, err := New(t.TempDir(), parent+"/child", nil)
+	pm, err := New(t.TempDir(), parent+"/child", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestNewRefusesBusyCgroup(t *testing.T) {
 	for _, p := range []string{other, "/", parent} {
 		bundle := t.TempDir()
 		limit := int64(3)
-		_, err := New(bundle, p, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}})
+		_, err := New(bundle, p, false, &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}})
 		if !errdefs.IsFailedPrecondition(err) {
 			t.Errorf("New(%q) = %v, want FailedPrecondition", p, err)
 		}
@@ -250,13 +250,13 @@ func TestNewRefusesBusyCgroup(t *testing.T) {
 func TestNewAdoptsEmptyCgroupWithoutOwningIt(t *testing.T) {
 	needRoot(t)
 	path := fmt.Sprintf("/autokill-unit-adopt-%d", os.Getpid())
-	pre, err := New(t.TempDir(), path, nil)
+	pre, err := New(t.TempDir(), path, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pre.Delete(context.Background())
 	bundle := t.TempDir()
-	m, err := New(bundle, path, nil)
+	m, err := New(bundle, path, false, nil)
 	if err != nil {
 		t.Fatalf("New on an existing empty cgroup: %v", err)
 	}
@@ -282,7 +282,7 @@ func TestCleanupWithoutOrForeignRecord(t *testing.T) {
 		t.Errorf("no record: %v, want nothing done", err)
 	}
 	path := fmt.Sprintf("/autokill-unit-cleanup-%d", os.Getpid())
-	m, err := New(bundle, path, nil)
+	m, err := New(bundle, path, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,8 @@ import (
 // (systemd: the runtime option SystemdCgroup), or when it is empty
 // "/<namespace>/<id>" (cgroupfs) or "system.slice:autokill:<namespace>-<id>"
 // (systemd). The daemon (Create) and the delete face both call it, so they
-// agree on the path by construction; a path of the other driver's form is
-// InvalidArgument.
+// agree on the path by construction. A cgroupfs path with the systemd driver
+// is InvalidArgument; the systemd form with cgroupfs is a relative path.
 //
 // The derived cgroupfs path is the one containerd's default spec writes
 // (pkg/oci: path.Join("/", ns, id)). runc derives a relative "<id>" instead

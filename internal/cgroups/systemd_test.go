@@ -27,7 +27,6 @@ func TestPathForSystemd(t *testing.T) {
 	}{
 		{"/default/web", true},  // cgroupfs path, systemd driver
 		{"relative", true},      // the same, relative
-		{"a.slice:x:y", false},  // systemd path, cgroupfs driver
 		{"a.slice:x:y/z", true}, // not a unit name
 		{"nodot:x:y", true},     // no .slice
 		{"", true},              // (derived with the bad id below)
@@ -39,6 +38,11 @@ func TestPathForSystemd(t *testing.T) {
 		if got, err := PathFor(tc.spec, "default", id, tc.systemd); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("PathFor(%q, systemd=%v) = %q, %v; want InvalidArgument", tc.spec, tc.systemd, got, err)
 		}
+	}
+	// The systemd form with the cgroupfs driver: a relative path, as runc's
+	// cgroupfs driver takes it (containerd 1.6's CRI writes it).
+	if got, err := PathFor("a.slice:x:y", "default", "web", false); err != nil || got != "a.slice:x:y" {
+		t.Errorf("PathFor(a.slice:x:y, cgroupfs) = %q, %v; want the relative path", got, err)
 	}
 }
 
@@ -73,7 +77,7 @@ func TestSystemdRefusedWithoutSystemd(t *testing.T) {
 	_, err := os.Lstat(systemdBooted)
 	booted := err == nil
 	bundle := t.TempDir()
-	_, err = New(bundle, "system.slice:autokill:refused", nil)
+	_, err = New(bundle, "system.slice:autokill:refused", true, nil)
 	switch {
 	case !booted:
 		if !errdefs.IsFailedPrecondition(err) {

@@ -354,9 +354,11 @@ const maxCgroupName = 255
 // hierarchy's root) or relative ("a/b", below the daemon's own cgroup, as
 // runc's cgroupfs driver does; internal/cgroups resolves it). Refused, with
 // InvalidArgument: "." and ".." components, empty components ("a//b", a
-// trailing "/"), NUL and other control characters, over-long names, and the
-// systemd driver's "slice:prefix:name" form (ParseSystemdCgroupsPath),
-// which needs the runtime option SystemdCgroup.
+// trailing "/"), NUL and other control characters, over-long names. The
+// systemd driver's "slice:prefix:name" form is a relative path of one
+// component here, as runc's cgroupfs driver takes it: containerd 1.6's CRI
+// writes that form whenever a pod's cgroup parent ends in ".slice",
+// whichever driver is configured.
 // "" is valid and means the daemon derives the path (see internal/cgroups).
 func ValidateCgroupsPath(p string) (string, error) {
 	const field = "linux.cgroupsPath"
@@ -368,9 +370,6 @@ func ValidateCgroupsPath(p string) (string, error) {
 		if r < 0x20 || r == 0x7f {
 			return "", invalid(field, "%q contains a control character (NUL, newline...)", p)
 		}
-	}
-	if IsSystemdCgroupsPath(p) {
-		return "", invalid(field, "%q is the systemd driver's form (slice:prefix:name): it needs the runtime option SystemdCgroup = true", p)
 	}
 	for _, c := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
 		switch {

@@ -36,9 +36,9 @@ func Cleanup(ctx context.Context, namespace, id, bundle string) (Exit, error) {
 		if s.Linux != nil {
 			specPath = s.Linux.CgroupsPath
 		}
-		// No runtime options here: the driver is the record's, or the
-		// path's form when there is no record (then nothing is touched).
-		systemd := cgroups.RecordedSystemd(bundle) || spec.IsSystemdCgroupsPath(specPath)
+		// No runtime options here: the driver is the record's (without
+		// a record nothing is touched, whatever the path).
+		systemd := cgroups.RecordedSystemd(bundle)
 		if path, err := cgroups.PathFor(specPath, namespace, id, systemd); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup left alone: %w", err))
 		} else if err := cgroups.Cleanup(ctx, bundle, path); err != nil {

@@ -124,7 +124,7 @@ func (c *Container) create(ctx context.Context, plan *spec.Plan) error {
 	if err != nil {
 		return err
 	}
-	cg, err := c.sys.newCgroup(c.bundle, cgPath, plan.Resources)
+	cg, err := c.sys.newCgroup(c.bundle, cgPath, c.cfg.Systemd, plan.Resources)
 	if err != nil {
 		return err
 	}

@@ -217,7 +217,7 @@ func (s *fakeSystem) native() bool                             { return s.native
 func (s *fakeSystem) mountRootfs([]*types.Mount, string) error { return nil }
 func (s *fakeSystem) unmountRootfs(string) error               { return nil }
 
-func (s *fakeSystem) newCgroup(string, string, *specs.LinuxResources) (cgroups.Manager, error) {
+func (s *fakeSystem) newCgroup(string, string, bool, *specs.LinuxResources) (cgroups.Manager, error) {
 	p := newFakeProc(int(s.nextPid.Add(1)) + 1000)
 	g := &fakeCgroup{proc: p}
 	s.mu.Lock()

@@ -35,7 +35,7 @@ type system interface {
 	native() bool
 	mountRootfs(mounts []*types.Mount, dir string) error
 	unmountRootfs(dir string) error
-	newCgroup(bundle, path string, res *specs.LinuxResources) (cgroups.Manager, error)
+	newCgroup(bundle, path string, systemd bool, res *specs.LinuxResources) (cgroups.Manager, error)
 	// spawn clones the init into its namespaces (and, on cgroup v2, its
 	// cgroup), running the setup face with stdio and the setup socket.
 	spawn(ctx context.Context, plan *spec.Plan, cg cgroups.Manager, stdio [3]*os.File) (initProc, setupConn, error)
@@ -120,8 +120,8 @@ func (linuxSystem) mountRootfs(mounts []*types.Mount, dir string) error {
 
 func (linuxSystem) unmountRootfs(dir string) error { return mount.UnmountAll(dir) }
 
-func (linuxSystem) newCgroup(bundle, path string, res *specs.LinuxResources) (cgroups.Manager, error) {
-	return cgroups.New(bundle, path, res)
+func (linuxSystem) newCgroup(bundle, path string, systemd bool, res *specs.LinuxResources) (cgroups.Manager, error) {
+	return cgroups.New(bundle, path, systemd, res)
 }
 
 func (linuxSystem) arm(ctx context.Context, id string, cg cgroups.Manager) error {
