@@ -39,7 +39,6 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
-
 )
 
 // Manager is a container's cgroup.
