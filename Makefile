@@ -37,6 +37,7 @@ deps-cri:
 # Every script in hack/ and .ci/ (shellcheck from hack/deps.sh).
 lint-sh:
 	shellcheck -x hack/*.sh hack/cri/*.sh hack/vm/*.sh hack/vm/init .ci/run
+	hack/check-docs.sh
 
 test-unit:
 	$(GO) vet ./...

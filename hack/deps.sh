@@ -3,7 +3,8 @@
 #   - Debian: containerd (1.6), runc, crun, busybox-static, shellcheck (make lint-sh), apparmor
 #     (apparmor_parser: the VM tier loads test profiles; the VM shares this filesystem),
 #     libseccomp2 and libseccomp-dev (the shim links libseccomp through cgo: internal/seccomp),
-#     iptables (CNI's portmap plugin), iproute2 and curl (hack/cri/: the bridge, the registry)
+#     iptables (CNI's portmap plugin), iproute2 and curl (hack/cri/: the bridge, the registry),
+#     tmux and jq (hack/cri/crictl-test.sh: a terminal for crictl exec -it, crictl's JSON)
 #   - every containerd pinned in hack/lib.sh (1.7, 2.2, 2.4): containerd, ctr and
 #     containerd-shim-runc-v2 built from the Go module proxy into $AUTOKILL_CACHE/containerd-<ver>/bin
 #   hack/deps.sh [VERSION...]   only these containerd versions (default: every pinned one; a bin dir
@@ -20,7 +21,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 # --- Debian packages -------------------------------------------------------
 missing=()
-for p in containerd runc crun busybox-static shellcheck apparmor libseccomp2 libseccomp-dev iptables iproute2 curl; do
+for p in containerd runc crun busybox-static shellcheck apparmor libseccomp2 libseccomp-dev iptables iproute2 curl tmux jq; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
 		missing+=("$p")
 	fi
@@ -32,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt-get install -y -qq "${missing[@]}" >/dev/null
 	# The package enables a system containerd; the tests run private ones and do not need it.
 else
-	log "Debian packages present: containerd runc crun busybox-static shellcheck apparmor libseccomp2 libseccomp-dev iptables iproute2 curl"
+	log "Debian packages present: containerd runc crun busybox-static shellcheck apparmor libseccomp2 libseccomp-dev iptables iproute2 curl tmux jq"
 fi
 for b in /usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2; do
 	[ -x "$b" ] || die "$b missing after install"

@@ -52,16 +52,21 @@ c start "$CTR" >/dev/null || fail "start"
 # exec, synchronous: output and exit status; a timeout ends a command that runs longer.
 [ "$(c exec -s "$CTR" echo hello)" = hello ] || fail "exec -s echo"
 set +e
-c exec -s "$CTR" sh -c 'exit 3' >/dev/null 2>&1
+err=$(c exec -s "$CTR" sh -c 'exit 3' 2>&1 >/dev/null)
 rc=$?
 start=$SECONDS
 c exec -s --timeout 2 "$CTR" sleep 60 >/dev/null 2>&1
 trc=$?
 took=$((SECONDS - start))
 set -e
-[ "$rc" -eq 3 ] || fail "exec -s of 'exit 3' gave status $rc"
-[ "$trc" -ne 0 ] && [ "$took" -lt 30 ] || fail "exec -s --timeout 2 sleep 60: status $trc after ${took}s"
-log "exec -s: output, status 3, --timeout 2 ended sleep 60 after ${took}s"
+# crictl exits 1 for any failed exec and names the command's status in its message.
+if [ "$rc" -eq 0 ] || ! grep -q 'exited with 3' <<<"$err"; then
+	fail "exec -s of 'exit 3': status $rc, '$err'"
+fi
+if [ "$trc" -eq 0 ] || [ "$took" -ge 30 ]; then
+	fail "exec -s --timeout 2 sleep 60: status $trc after ${took}s"
+fi
+log "exec -s: output, exit status 3, --timeout 2 ended sleep 60 after ${took}s"
 
 # exec -it: a shell on a terminal, driven through tmux as a user types.
 tmux -S "$TMUX_SOCK" new-session -d -x 120 -y 20 "crictl --config $CONF exec -it $CTR sh"
@@ -69,14 +74,17 @@ for _ in $(seq 50); do
 	tmux -S "$TMUX_SOCK" capture-pane -p | grep -q '[#$] *$' && break
 	sleep 0.2
 done
+# shellcheck disable=SC2016 # expanded by the container's shell, not this one
 tmux -S "$TMUX_SOCK" send-keys 'tty; echo "tty-$((6*7))"' Enter
 for _ in $(seq 50); do
 	out=$(tmux -S "$TMUX_SOCK" capture-pane -p)
 	grep -q '^tty-42' <<<"$out" && break
 	sleep 0.2
 done
-grep -q '^/dev/pts/' <<<"$out" && grep -q '^tty-42' <<<"$out" || fail "exec -it under tmux showed:
+if ! grep -q '^/dev/pts/' <<<"$out" || ! grep -q '^tty-42' <<<"$out"; then
+	fail "exec -it under tmux showed:
 $out"
+fi
 tmux -S "$TMUX_SOCK" send-keys 'exit' Enter
 log "exec -it: a shell on /dev/pts"
 
@@ -86,7 +94,8 @@ grep -q '^got:attach-line' <<<"$out" || fail "attach -i: got '$out'"
 log "attach: stdin in, stdout out"
 
 # logs: crictl's view and the CRI log file (RFC 3339 time, stream, tag, line).
-c logs "$CTR" 2>&1 | grep -q '^web-up$' || fail "crictl logs lacks web-up"
+logs=$(c logs "$CTR" 2>&1) || fail "crictl logs: $logs"
+grep -q '^web-up$' <<<"$logs" || fail "crictl logs lacks web-up: $logs"
 line=$(grep ' web-up$' "$WORK/logs/web.log" | head -n 1)
 grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9:]+) stdout F web-up$' <<<"$line" ||
 	fail "CRI log line: '$line'"
@@ -106,12 +115,14 @@ PF_PID=
 log "port-forward: the pod's httpd answered"
 
 # stats, update (the new limit in the container's cgroup), inspect.
-ws=$(c stats -o json "$CTR" | grep -o '"workingSetBytes": *{[^}]*}' | grep -o '[0-9]\+' | head -n 1)
-[ -n "$ws" ] && [ "$ws" -gt 0 ] || fail "stats: no working set"
+stats=$(c stats -o json --id "$CTR") || fail "stats"
+ws=$(jq -r '.stats[0].memory.workingSetBytes.value // 0' <<<"$stats")
+[ "${ws:-0}" -gt 0 ] || fail "stats: no working set"
 c update --memory 67108864 "$CTR" >/dev/null || fail "update --memory"
 lim=$(c exec -s "$CTR" sh -c 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes')
 [ "$lim" = 67108864 ] || fail "memory limit after update: $lim"
-c inspect "$CTR" | grep -q '"memoryLimitInBytes": "\?67108864' || fail "inspect does not show the updated limit"
+got=$(c inspect "$CTR" | jq -r '.status.resources.linux.memoryLimitInBytes // empty')
+[ "$got" = 67108864 ] || fail "inspect: memoryLimitInBytes '$got' after the update"
 log "stats: working set $ws; update: limit 64 MiB in the cgroup and in inspect"
 
 # stop, rm, stopp, rmp.

@@ -215,4 +215,14 @@ log "critest took $((SECONDS - t1)) s, exit $rc; log $REPORT/critest.log"
 grep -E '^Ran [0-9]+ of [0-9]+ Specs|^(SUCCESS|FAIL)! ' "$REPORT/critest.log" >&2 || tail -n 20 "$REPORT/critest.log" >&2
 fails=$(sed -n '/^Summarizing [0-9]* Failure/,$p' "$REPORT/critest.log" | grep -E '^ *\[(FAIL|TIMEDOUT|PANICKED|INTERRUPTED)\]' || true)
 [ -z "$fails" ] || { log "failed specs:"; printf '%s\n' "$fails" >&2; }
+# What a user does with crictl, on the same CRI (AUTOKILL_CRI_CRICTL=0 skips it).
+if [ "${AUTOKILL_CRI_CRICTL:-1}" = 1 ]; then
+	t1=$SECONDS
+	if "$HERE/crictl-test.sh" "$DIR/crictl.yaml"; then
+		log "crictl test passed in $((SECONDS - t1)) s"
+	else
+		log "crictl test FAILED after $((SECONDS - t1)) s"
+		[ "$rc" -ne 0 ] || rc=1
+	fi
+fi
 exit "$rc"
