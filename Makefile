@@ -7,7 +7,7 @@ export AUTOKILL_CACHE
 SHIM := $(CURDIR)/bin/containerd-shim-autokill-v1
 IMAGE_TAR := $(AUTOKILL_CACHE)/images/busybox.tar
 
-.PHONY: all build deps deps-cri image lint-sh test-unit test-host test-ref test-vm test test-cri test-cri-ref demo clean
+.PHONY: all build deps deps-cri image lint-sh test-unit test-host test-ref test-vm test test-cri test-cri-ref test-cri-16 demo clean
 
 all: build
 
@@ -58,23 +58,39 @@ test-vm: build
 	hack/vm/run-tests.sh
 
 # critest (cri-tools) through containerd 2.4's CRI with our shim as the only and default runtime
-# handler (hack/cri/critest.sh; AUTOKILL_CRI_ARGS for critest/ginkgo flags). Not in `make test` yet:
-# our shim does not pass it yet. test-cri-ref: the same with containerd's runc shim.
-test-cri: build
+# handler, then hack/cri/crictl-test.sh on the same CRI (hack/cri/critest.sh; AUTOKILL_CRI_ARGS for
+# critest/ginkgo flags). test-cri-ref: the same with containerd's runc shim.
+test-cri: build deps-cri
 	AUTOKILL_SHIM=$(SHIM) hack/cri/critest.sh
 
-test-cri-ref:
+test-cri-ref: deps-cri
 	AUTOKILL_CRI_RUNTIME=io.containerd.runc.v2 hack/cri/critest.sh
+
+# Through Debian's containerd 1.6 CRI (config version 2). The two specs skipped fail with
+# containerd's runc shim too: 1.6's CRI answers NotFound to a StopPodSandbox or StopContainer of an
+# unknown id (fixed in 1.7); every other spec that passes with runc there must pass.
+CRI_16_SKIP := -ginkgo.skip=Idempotence.(StopPodSandbox|StopContainer).should.not.return.an.error.if.not.found
+test-cri-16: build deps-cri
+	AUTOKILL_SHIM=$(SHIM) AUTOKILL_CRI_CONTAINERD=1.6 AUTOKILL_CRI_ARGS="$(CRI_16_SKIP)" hack/cri/critest.sh
 
 # The same inside the Linux 7.x VM (native mode, cgroup v2; hack/vm/run.sh): registry, CNI and
 # containerd run in the guest. Slow under TCG: CRI_VM_TIMEOUT seconds, boot included.
 .PHONY: test-cri-vm
-CRI_VM_TIMEOUT ?= 3600
+CRI_VM_TIMEOUT ?= 1500
 CRI_VM_REPORT := $(CURDIR)/bin/cri-vm-report
 test-cri-vm: build deps-cri
 	mkdir -p $(CRI_VM_REPORT)
-	AUTOKILL_SHIM=$(SHIM) AUTOKILL_CRI_REPORT=$(CRI_VM_REPORT) \
+	AUTOKILL_SHIM=$(SHIM) AUTOKILL_CRI_REPORT=$(CRI_VM_REPORT) AUTOKILL_CRI_TIMEOUT=20m \
 		hack/vm/run.sh --timeout $(CRI_VM_TIMEOUT) --rw $(CRI_VM_REPORT) -- hack/cri/critest.sh
+
+# The same with the systemd cgroup driver (hack/cri/runtime-systemd.toml), in the VM booted with
+# Debian's systemd as pid 1.
+.PHONY: test-cri-vm-systemd
+CRI_VM_SYSTEMD_REPORT := $(CURDIR)/bin/cri-vm-systemd-report
+test-cri-vm-systemd: build deps-cri
+	mkdir -p $(CRI_VM_SYSTEMD_REPORT)
+	AUTOKILL_VM_INIT=systemd AUTOKILL_SHIM=$(SHIM) AUTOKILL_CRI_SYSTEMD=1 AUTOKILL_CRI_REPORT=$(CRI_VM_SYSTEMD_REPORT) \
+		AUTOKILL_CRI_TIMEOUT=20m hack/vm/run.sh --timeout $(CRI_VM_TIMEOUT) --rw $(CRI_VM_SYSTEMD_REPORT) -- hack/cri/critest.sh
 
 # Sequential on purpose: each tier needs the previous one's results.
 test:
@@ -86,6 +102,9 @@ test:
 	$(MAKE) test-ref
 	$(MAKE) bench-quick
 	$(MAKE) test-vm
+	$(MAKE) test-cri
+	$(MAKE) test-cri-16
+	$(MAKE) test-cri-vm
 
 demo:
 	hack/demo.sh

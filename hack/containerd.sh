@@ -74,8 +74,19 @@ start() {
 	echo "$bd" >"$DIR/bin-dir"
 	write_config "$major"
 	log "starting $ver in $DIR (shim dir $(dirname "$SHIM") first on PATH)"
-	PATH="$(dirname "$SHIM"):$bd:$PATH" setsid "$bd/containerd" --config "$DIR/config.toml" \
-		>>"$DIR/containerd.log" 2>&1 </dev/null &
+	# On a cgroup v2 host where we run in the root cgroup (the VM's test init), containerd gets a
+	# cgroup of its own, as a service manager gives it: its CRI decides from its own cgroup's files
+	# whether the swap controller exists (memory.swap.max), which the root cgroup never has.
+	local cg=
+	if [ -f /sys/fs/cgroup/cgroup.controllers ] && [ "$(cat /proc/self/cgroup)" = "0::/" ]; then
+		cg=/sys/fs/cgroup/autokill-containerd-$(basename "$DIR")
+		mkdir -p "$cg"
+		echo "$cg" >"$DIR/cgroup"
+	fi
+	# shellcheck disable=SC2016 # expanded by the inner bash, which then becomes containerd
+	PATH="$(dirname "$SHIM"):$bd:$PATH" CG=$cg setsid bash -c \
+		'[ -z "$CG" ] || echo $$ >"$CG/cgroup.procs"; exec "$@"' containerd \
+		"$bd/containerd" --config "$DIR/config.toml" >>"$DIR/containerd.log" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$DIR/containerd.pid"
 	deadline=$((SECONDS + 30))
@@ -128,6 +139,10 @@ purge() {
 	awk -v d="$DIR/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
 		umount -l "$m" 2>/dev/null || true
 	done
+	# containerd's own cgroup (start): empty once it and its shims are gone.
+	if [ -s "$DIR/cgroup" ]; then
+		rmdir "$(cat "$DIR/cgroup")" 2>/dev/null || log "cgroup $(cat "$DIR/cgroup") not empty: left"
+	fi
 	rm -rf "$DIR"
 	log "purged $DIR"
 }

@@ -9,6 +9,8 @@
 #   AUTOKILL_CRI_REPORT=DIR  where junit.xml, report.json, critest.log and containerd.log go
 #     (default /tmp/autokill-cri-report)
 #   AUTOKILL_CRI_TIMEOUT=30m the whole suite's bound (ginkgo -timeout; a hard kill 2 min later)
+#   AUTOKILL_CRI_SYSTEMD=1   the systemd cgroup driver (hack/cri/runtime-systemd.toml; containerd 2.x,
+#     systemd as the host's init: the VM's AUTOKILL_VM_INIT=systemd)
 # Sets up (each step cached: hack/cri/tools.sh, hack/cri/images.sh): the tools, the images in a
 # local registry on 127.0.0.1 served under their upstream names (certs.d/<host>/hosts.toml), CNI
 # (bridge + host-local + portmap, loopback), containerd with hack/cri/cri.toml + runtime.toml.
@@ -32,6 +34,7 @@ fi
 [ "$(id -u)" -eq 0 ] || die "must run as root"
 
 RUNTIME=${AUTOKILL_CRI_RUNTIME:-io.containerd.autokill.v1}
+SYSTEMD=${AUTOKILL_CRI_SYSTEMD:-0}
 CONTAINERD=${AUTOKILL_CRI_CONTAINERD:-2.4}
 REPORT=${AUTOKILL_CRI_REPORT:-/tmp/autokill-cri-report}
 TIMEOUT=${AUTOKILL_CRI_TIMEOUT:-30m}
@@ -48,6 +51,10 @@ if [ "$RUNTIME" = io.containerd.autokill.v1 ]; then
 fi
 BD=$(ak_bin_dir "$CONTAINERD")
 MAJOR=$("$BD/containerd" --version | awk '{print $3}' | sed 's/^v//' | cut -d. -f1)
+if [ "$SYSTEMD" = 1 ]; then
+	[ "$MAJOR" -ge 2 ] || die "AUTOKILL_CRI_SYSTEMD=1: runtime-systemd.toml is containerd 2.x's config"
+	[ -d /run/systemd/system ] || die "AUTOKILL_CRI_SYSTEMD=1: systemd is not this host's init"
+fi
 command -v iptables >/dev/null || die "iptables not found (CNI portmap needs it: hack/deps.sh)"
 
 t0=$SECONDS
@@ -167,10 +174,15 @@ if [ "$MAJOR" -ge 2 ]; then cri=cri.toml rt=runtime.toml; else cri=cri-v2.toml r
 {
 	sed -e "s|@CNI_BIN@|$BIN/cni-$AK_CNI_VERSION|g" "$HERE/$cri"
 	printf '\n'
+	runtime_files=("$HERE/$rt")
+	if [ "$SYSTEMD" = 1 ]; then
+		printf '\n'
+		runtime_files+=("$HERE/runtime-systemd.toml")
+	fi
 	if [ "$HANDLER" = autokill ]; then
-		cat "$HERE/$rt"
+		cat "${runtime_files[@]}"
 	else
-		sed -e 's/"autokill"/"runc"/; s/runtimes\.autokill\]/runtimes.runc]/; s/io\.containerd\.autokill\.v1/io.containerd.runc.v2/' "$HERE/$rt"
+		sed -e 's/"autokill"/"runc"/; s/runtimes\.autokill\]/runtimes.runc]/; s/runtimes\.autokill\.options\]/runtimes.runc.options]/; s/io\.containerd\.autokill\.v1/io.containerd.runc.v2/' "${runtime_files[@]}"
 	fi
 } >"$DIR/cri-extra.toml"
 AUTOKILL_CONTAINERD_CRI=$DIR/cri-extra.toml "$REPO/hack/containerd.sh" start "$DIR" "$BD"
