@@ -402,8 +402,10 @@ func TestDirectBadInput(t *testing.T) {
 			b.spec.Linux.Namespaces = append(b.spec.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
 			b.write(t)
 		}, "InvalidArgument"},
-		{"mount target is a symlink out of the rootfs", func(t *testing.T, b *bundle) {
-			if err := os.Symlink(host, filepath.Join(b.dir, "rootfs", "evil")); err != nil {
+		// A symlink out of the rootfs is followed inside it (as runc does); one
+		// into the container's procfs must not take a mount there.
+		{"mount target is a symlink into procfs", func(t *testing.T, b *bundle) {
+			if err := os.Symlink("../proc/sys/kernel", filepath.Join(b.dir, "rootfs", "evil")); err != nil {
 				t.Fatal(err)
 			}
 			b.spec.Mounts = append(b.spec.Mounts, specs.Mount{Destination: "/evil", Type: "tmpfs", Source: "tmpfs"})
