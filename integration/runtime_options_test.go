@@ -70,6 +70,13 @@ func optionsContainer(t *testing.T, id string, opts *anypb.Any, args ...string) 
 	}
 	extractImageRootfs(t, rootfs)
 	m, _, _ := ctrSpec(t, id, rootfs, args)
+	apiContainer(t, id, m, opts)
+}
+
+// apiContainer creates container id (no task) with the spec m (a JSON map, as the tests edit it)
+// and runtime options opts through containerd's containers API.
+func apiContainer(t *testing.T, id string, m map[string]any, opts *anypb.Any) {
+	t.Helper()
 	b, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)

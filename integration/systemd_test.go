@@ -8,7 +8,6 @@ package integration
 // pass with io.containerd.runc.v2 (runc --systemd-cgroup) as well.
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,11 +19,9 @@ import (
 	"time"
 
 	v2stats "github.com/containerd/cgroups/v3/cgroup2/stats"
-	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	runcopts "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/typeurl/v2"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -72,22 +69,7 @@ func systemdContainer(t *testing.T, id, cgroupsPath string, script string, edit 
 			edit(spec, proc, linux)
 		}
 	})
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var spec specs.Spec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		t.Fatal(err)
-	}
-	ctx, conn := apiClient(t)
-	if _, err := containersapi.NewContainersClient(conn).Create(ctx, &containersapi.CreateContainerRequest{Container: &containersapi.Container{
-		ID:      id,
-		Runtime: &containersapi.Container_Runtime{Name: runtimeName, Options: optionsAny(t, &runcopts.Options{SystemdCgroup: true})},
-		Spec:    optionsAny(t, &spec),
-	}}); err != nil {
-		t.Fatalf("create container %s: %v", id, err)
-	}
+	apiContainer(t, id, m, optionsAny(t, &runcopts.Options{SystemdCgroup: true}))
 }
 
 // startTask creates and starts the task of id (no stdio) and returns its pid.
